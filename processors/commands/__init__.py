@@ -1,0 +1,1 @@
+"""Sub-commands of `sieve`; one module each, discovered by processors.cli."""
