@@ -1,0 +1,140 @@
+"""Show a Slack Block Kit payload in the terminal with rich, the way a reader would see it in Slack.
+
+Computed blocks (block_id ``computed-*``) go in a green panel, AI inference blocks (``ai-*``) in a
+magenta panel titled "AI inference — not verified", so the boundary is visible at a glance. Entities
+are decoded for display only (``&lt;!channel&gt;`` shows as the literal text ``<!channel>``, which
+is what Slack shows too). Payloads from other sources render generically.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from rich.console import Console, Group, RenderableType
+from rich.emoji import Emoji
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.text import Text
+
+_FENCE = re.compile(r"```\n?(.*?)\n?```", re.S)
+_INLINE = re.compile(
+    r"`(?P<code>[^`\n]+)`"
+    r"|(?<![\w*])\*(?P<bold>[^*\n]+)\*(?![\w*])"
+    r"|(?<![\w])_(?P<italic>[^_\n]+)_(?![\w])"
+    r"|(?<![\w~])~(?P<strike>[^~\n]+)~(?![\w~])"
+)
+_STYLES = {"code": "cyan", "bold": "bold", "italic": "italic", "strike": "strike"}
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def mrkdwn_to_text(source: str, *, base_style: str = "") -> Text:
+    """Slack mrkdwn (code fences, `code`, *bold*, _italic_, ~strike~, :emoji:) as rich Text."""
+    out = Text(style=base_style)
+    pos = 0
+    for fence in _FENCE.finditer(source):
+        _inline(out, source[pos : fence.start()])
+        out.append(_unescape(fence.group(1)), style="bold cyan")
+        pos = fence.end()
+    _inline(out, source[pos:])
+    return out
+
+
+def _inline(out: Text, chunk: str) -> None:
+    pos = 0
+    for m in _INLINE.finditer(chunk):
+        out.append(_emoji(_unescape(chunk[pos : m.start()])))
+        kind = m.lastgroup or "code"
+        value = _unescape(m.group(kind))
+        out.append(value if kind == "code" else _emoji(value), style=_STYLES[kind])
+        pos = m.end()
+    out.append(_emoji(_unescape(chunk[pos:])))
+
+
+def _emoji(text: str) -> str:
+    return Emoji.replace(text) if ":" in text else text
+
+
+def _text_of(obj: object) -> Text:
+    if isinstance(obj, dict):
+        if obj.get("type") == "plain_text":
+            return Text(_emoji(_unescape(str(obj.get("text", "")))))
+        if "text" in obj:
+            return mrkdwn_to_text(str(obj.get("text", "")))
+        if obj.get("type") == "image":
+            return Text(f"[image: {obj.get('alt_text', '')}]", style="dim")
+    return Text(str(obj))
+
+
+def _kind(block: dict) -> str:
+    block_id = str(block.get("block_id", ""))
+    if block_id.startswith("computed-"):
+        return "computed"
+    if block_id.startswith("ai-"):
+        return "ai"
+    text = block.get("text")
+    if isinstance(text, dict) and "AI inference" in str(text.get("text", "")):
+        return "ai"
+    return "other"
+
+
+def _block(block: dict) -> RenderableType:
+    kind = block.get("type")
+    if kind == "header":
+        return Text(_emoji(_unescape(str((block.get("text") or {}).get("text", "")))), style="bold reverse")
+    if kind == "divider":
+        return Rule(style="dim")
+    if kind == "context":
+        line = Text(" | ").join(_text_of(e) for e in block.get("elements") or ())
+        line.stylize("dim")
+        return line
+    if kind == "section":
+        items: list[RenderableType] = []
+        if block.get("text") is not None:
+            items.append(_text_of(block["text"]))
+        for f in block.get("fields") or ():
+            items.append(_text_of(f))
+        return Group(*items)
+    return Text(f"[{kind} block]", style="dim")
+
+
+def payload_renderable(payload: dict) -> RenderableType:
+    """A rich renderable for one webhook payload (for printing or for tests)."""
+    parts: list[RenderableType] = []
+    blocks = payload.get("blocks") or []
+    if not blocks:
+        return Panel(mrkdwn_to_text(str(payload.get("text", ""))), title="message", border_style="white")
+    group: list[RenderableType] = []
+    current = None
+
+    def flush():
+        if not group:
+            return
+        if current == "computed":
+            parts.append(Panel(Group(*group), title="Computed — deterministic", title_align="left", border_style="green"))
+        elif current == "ai":
+            parts.append(Panel(Group(*group), title="AI inference — not verified", title_align="left", border_style="magenta"))
+        else:
+            parts.extend(group)
+
+    for block in blocks:
+        kind = _kind(block) if isinstance(block, dict) else "other"
+        if kind != current:
+            flush()
+            group, current = [], kind
+        group.append(_block(block) if isinstance(block, dict) else Text(repr(block), style="red"))
+    flush()
+    if payload.get("text"):
+        parts.append(Text("notification text: ", style="dim") + Text(_unescape(str(payload["text"])), style="dim italic"))
+    return Group(*parts)
+
+
+def show(payloads: Iterable[dict], console: Console | None = None) -> None:
+    console = console or Console()
+    for i, payload in enumerate(payloads):
+        if i:
+            console.print(Rule(style="blue"))
+        console.print(payload_renderable(payload))
