@@ -1,0 +1,319 @@
+"""The AI boundary: the one place where a window's data meets a model.
+
+    analyse_window(report, selected, config, analyser, budget, audit, clock) -> AnalysisOutcome
+
+    nothing selected             -> nothing_selected (no digest, no call, no audit)
+    config.enabled is False      -> disabled
+    digest (redacted twice, size-capped) -> prompt (fixed system text, quoted data)
+    per-call token limit, then an atomic budget reservation (calls per window, tokens per day)
+        refused / budget store down   -> budget_exhausted, with the reason; no call
+    audit record written *before* the call (status "calling"); if that fails, no call
+    analyser.complete(system, user, max_tokens, json_schema)
+        raises (timeout, HTTP, ...)   -> model_error, with the reason
+    parse JSON, validate against schemas/analysis.schema.json, check cited ids exist
+        invalid -> one retry with the validation error appended (same analysis: tokens are
+                   reserved again, the window's call count is not) -> invalid_output if still bad
+    -> analysed, with tokens, latency, cost and the digest hash
+
+Every model call leaves one audit record (updated after the call with tokens, latency, status
+and the reply). Everything in it was redacted first: the prompt text is what was sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+import jsonschema
+import orjson
+
+from processors.core.budget import (
+    BudgetConfig,
+    BudgetExhausted,
+    BudgetLedger,
+    Reservation,
+    estimate_tokens,
+    per_call_refusal,
+    utc_day,
+)
+from processors.core.digest import Digest, DigestConfig, build_digest
+from processors.core.prompts import Prompt, build_prompt, retry_prompt
+from processors.core.redact import DEFAULT_PATTERNS, Pattern, Redactor, window_key
+from processors.core.types import Analysis, AnalysisOutcome, SelectedGroup, TopNReport
+from processors.errors import ConfigError
+from processors.ports import Analyser, ModelReply
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "analysis.schema.json"
+MAX_REPLY_CHARS = 4000
+
+
+@functools.lru_cache(maxsize=4)
+def _load_schema(path: str) -> dict:
+    try:
+        schema = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the analysis schema: {exc}; it ships in schemas/ of the repository"]) from exc
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def load_analysis_schema(path: str | Path | None = None) -> dict:
+    """schemas/analysis.schema.json (a copy: callers may not mutate the cached one)."""
+    return json.loads(json.dumps(_load_schema(str(path or SCHEMA_PATH))))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    input_per_1k: float = 0.0
+    output_per_1k: float = 0.0
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return tokens_in / 1000 * self.input_per_1k + tokens_out / 1000 * self.output_per_1k
+
+
+@dataclass(frozen=True, slots=True)
+class BoundaryConfig:
+    model_id: str
+    redaction_secret: bytes  # >= 16 random bytes, from Secrets Manager; pseudonyms are HMACs under it
+    language: str = "en"
+    enabled: bool = True
+    digest: DigestConfig = DigestConfig()
+    budget: BudgetConfig = BudgetConfig()
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    patterns: tuple[Pattern, ...] = DEFAULT_PATTERNS
+    schema: Mapping | None = None  # None: schemas/analysis.schema.json
+    tokenizer: Callable[[str], int] | None = None
+    max_attempts: int = 2  # the first call plus one retry after an invalid answer
+    audit_ttl_days: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    audit_id: str
+    created_at: float
+    rule: str
+    window_start: int
+    window_end: int
+    attempt: int
+    status: str  # calling | analysed | invalid_output | model_error | budget_exhausted
+    reason: str
+    model_id: str
+    prompt_system: str
+    prompt_user: str
+    prompt_sha256: str
+    digest_hash: str
+    selected_keys: tuple[str, ...]
+    redaction_counts: dict[str, int]
+    estimated_tokens: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: int = 0
+    estimated_cost_usd: float = 0.0
+    reply_text: str = ""
+    expires_at: int = 0
+
+
+class AuditSink(Protocol):
+    def record(self, record: AuditRecord) -> None: ...
+
+
+# --- answer validation -------------------------------------------------------------------------
+
+
+class InvalidAnswer(Exception):
+    pass
+
+
+def _strip_fence(text: str) -> str:
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.split("\n", 1)[1] if "\n" in t else ""
+        if t.rstrip().endswith("```"):
+            t = t.rstrip()[:-3]
+    return t.strip()
+
+
+def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
+    """Parse, validate against the schema, and check that every cited id is in the digest."""
+    try:
+        data = orjson.loads(_strip_fence(text))
+    except orjson.JSONDecodeError as exc:
+        raise InvalidAnswer(f"not JSON: {exc}") from None
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        shown = "; ".join(f"{e.json_path}: {e.message[:120]}" for e in errors[:3])
+        more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise InvalidAnswer(f"does not match the schema: {shown}{more}")
+    known = digest.line_ids()
+    for i, ev in enumerate(data["evidence"]):
+        cited = ev[1 : ev.index("]")]
+        if cited not in known:
+            raise InvalidAnswer(
+                f"evidence[{i}] cites [{cited}], which is not in the digest; valid ids: {', '.join(sorted(known))}"
+            )
+    return Analysis(
+        likely_cause=data["likely_cause"],
+        evidence=tuple(data["evidence"]),
+        next_checks=tuple(data["next_checks"]),
+        confidence=data["confidence"],
+    )
+
+
+# --- orchestration -----------------------------------------------------------------------------
+
+
+def _cut(s: str, n: int) -> str:
+    s = " ".join(str(s).split())
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def analyse_window(
+    report: TopNReport,
+    selected: Sequence[SelectedGroup],
+    config: BoundaryConfig,
+    analyser: Analyser,
+    budget: BudgetLedger,
+    audit: AuditSink,
+    clock: Callable[[], float],
+) -> AnalysisOutcome:
+    if not selected:
+        return AnalysisOutcome(status="nothing_selected", reason="no contributor passed the selection rules")
+    if not config.enabled:
+        return AnalysisOutcome(status="disabled", reason="ai analysis is disabled for this pipeline")
+
+    redactor = Redactor(window_key(config.redaction_secret, report.rule, report.window), config.patterns)
+    digest = build_digest(report, selected, redactor, config.digest)
+    schema = dict(config.schema) if config.schema is not None else load_analysis_schema()
+    prompt = build_prompt(digest.text, config.language)
+    window_id = f"{report.rule}#{report.window.key}"
+    selected_keys = tuple(", ".join(f"{k}={v}" for k, v in g.keys) for g in digest.groups)
+    price = config.prices.get(config.model_id, ModelPrice())
+
+    totals = {"tokens_in": 0, "tokens_out": 0, "latency_ms": 0, "cost": 0.0}
+    model_id = config.model_id
+
+    def outcome(status: str, reason: str, analysis: Analysis | None = None) -> AnalysisOutcome:
+        return AnalysisOutcome(
+            status=status,  # type: ignore[arg-type]
+            analysis=analysis,
+            reason=reason,
+            model_id=model_id,
+            tokens_in=totals["tokens_in"],
+            tokens_out=totals["tokens_out"],
+            latency_ms=totals["latency_ms"],
+            estimated_cost_usd=round(totals["cost"], 6),
+            digest_hash=digest.digest_hash,
+        )
+
+    def base_record(attempt: int, p: Prompt, status: str, reason: str, estimate: int) -> AuditRecord:
+        now = clock()
+        ident = hashlib.sha256(f"{window_id}|{p.sha256}|{attempt}|{now!r}".encode()).hexdigest()
+        return AuditRecord(
+            audit_id=f"{int(now * 1000):013d}-{ident[:8]}",
+            created_at=now,
+            rule=report.rule,
+            window_start=report.window.start,
+            window_end=report.window.end,
+            attempt=attempt,
+            status=status,
+            reason=reason,
+            model_id=config.model_id,
+            prompt_system=p.system,
+            prompt_user=p.user,
+            prompt_sha256=p.sha256,
+            digest_hash=digest.digest_hash,
+            selected_keys=selected_keys,
+            redaction_counts=dict(digest.redaction_counts),
+            estimated_tokens=estimate,
+            expires_at=int(now) + config.audit_ttl_days * 86400,
+        )
+
+    current = prompt
+    last_error = ""
+    for attempt in range(1, config.max_attempts + 1):
+        estimate = estimate_tokens(
+            current.system + "\n" + current.user, tokenizer=config.tokenizer, bytes_per_token=config.budget.bytes_per_token
+        )
+        refusal = per_call_refusal(estimate, config.budget)
+        reservation: Reservation | None = None
+        if refusal is None:
+            try:
+                reservation = budget.reserve(
+                    day=utc_day(clock()),
+                    window_id=window_id,
+                    tokens=estimate + config.budget.max_output_tokens,
+                    config=config.budget,
+                    new_call=attempt == 1,
+                )
+            except BudgetExhausted as exc:
+                refusal = exc.reason
+            except Exception as exc:  # noqa: BLE001 - a ledger we cannot reach means no call (fail closed)
+                refusal = f"budget store unavailable: {type(exc).__name__}: {_cut(exc, 200)}"
+        if refusal is not None:
+            _safe_record(audit, base_record(attempt, current, "budget_exhausted", refusal, estimate))
+            if attempt == 1:
+                return outcome("budget_exhausted", refusal)
+            return outcome("invalid_output", f"{last_error}; retry not made: {refusal}")
+
+        record = base_record(attempt, current, "calling", "", estimate)
+        try:
+            audit.record(record)
+        except Exception as exc:  # noqa: BLE001 - no audit record, no call
+            budget.settle(reservation, 0)
+            return outcome("model_error", f"not called: audit store failed: {type(exc).__name__}: {_cut(exc, 200)}")
+
+        started = clock()
+        try:
+            reply: ModelReply = analyser.complete(
+                current.system, current.user, max_tokens=config.budget.max_output_tokens, json_schema=schema
+            )
+        except Exception as exc:  # noqa: BLE001 - timeouts, HTTP errors, a dead model server: all model_error
+            elapsed = int((clock() - started) * 1000)
+            totals["latency_ms"] += elapsed
+            budget.settle(reservation, estimate)  # the prompt was probably consumed; be conservative
+            reason = f"{type(exc).__name__}: {_cut(redactor.redact(str(exc)).text, 200)}"
+            note = _safe_record(audit, replace(record, status="model_error", reason=reason, latency_ms=elapsed))
+            return outcome("model_error", reason + note)
+
+        model_id = reply.model_id or config.model_id
+        budget.settle(reservation, reply.tokens_in + reply.tokens_out)
+        cost = config.prices.get(model_id, price).cost(reply.tokens_in, reply.tokens_out)
+        totals["tokens_in"] += reply.tokens_in
+        totals["tokens_out"] += reply.tokens_out
+        totals["latency_ms"] += reply.latency_ms
+        totals["cost"] += cost
+        done = replace(
+            record,
+            model_id=model_id,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            latency_ms=reply.latency_ms,
+            estimated_cost_usd=round(cost, 6),
+            reply_text=reply.text[:MAX_REPLY_CHARS],
+        )
+        try:
+            analysis = parse_analysis(reply.text, schema, digest)
+        except InvalidAnswer as exc:
+            last_error = f"attempt {attempt}: {exc}"
+            note = _safe_record(audit, replace(done, status="invalid_output", reason=_cut(str(exc), 500)))
+            if attempt == config.max_attempts:
+                return outcome("invalid_output", _cut(last_error, 500) + note)
+            current = retry_prompt(prompt, str(exc))
+            continue
+        note = _safe_record(audit, replace(done, status="analysed"))
+        return outcome("analysed", f"attempt {attempt}{note}", analysis)
+    return outcome("invalid_output", last_error)  # max_attempts < 1
+
+
+def _safe_record(audit: AuditSink, record: AuditRecord) -> str:
+    """Write an audit update; a failure is reported in the outcome's reason, never swallowed."""
+    try:
+        audit.record(record)
+    except Exception as exc:  # noqa: BLE001
+        return f"; audit update failed: {type(exc).__name__}: {_cut(exc, 120)}"
+    return ""
