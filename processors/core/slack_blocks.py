@@ -151,7 +151,7 @@ def _topn_text(t: TopNReport, max_rows: int) -> str:
         f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}".rstrip() for r in rows
     ]
     title = f"*Top {len(shown)} of {fmt_number(t.unique_contributors)} contributors*"
-    body = _fit_lines([escape(_code(line)) for line in lines], SECTION_TEXT_LIMIT - len(title) - 60, prefix="```\n", suffix="\n```", hidden=hidden, unit="rows")
+    body = _fit_lines([escape(_code(line)) for line in lines], SECTION_TEXT_LIMIT - len(title) - 60, prefix="```\n", suffix="\n```", hidden=hidden, unit="rows", cut_lines=False)
     return f"{title}\n{body}"
 
 
@@ -180,7 +180,7 @@ def _share(t: TopNReport, value: float) -> float:
 def _ai_blocks(outcome: AnalysisOutcome) -> list[dict]:
     a = outcome.analysis
     if outcome.status == "analysed" and a is not None:
-        cause = [f"*{AI_LABEL}*", f"*Likely cause:* {escape(a.likely_cause)}", f"*Confidence:* {escape(a.confidence)}"]
+        cause = [f"*{AI_LABEL}*", f"*Confidence:* {escape(a.confidence)}", f"*Likely cause:* {escape(a.likely_cause)}"]
         blocks = [_section("ai-cause", _fit_lines(cause, _BUDGET["ai-cause"]))]
         for block_id, title, items in (
             ("ai-evidence", "*Evidence* (as cited by the model)", a.evidence),
@@ -273,7 +273,14 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _fit_lines(
-    lines: Iterable[str], limit: int, *, prefix: str = "", suffix: str = "", hidden: int = 0, unit: str = "more"
+    lines: Iterable[str],
+    limit: int,
+    *,
+    prefix: str = "",
+    suffix: str = "",
+    hidden: int = 0,
+    unit: str = "more",
+    cut_lines: bool = True,
 ) -> str:
     """Join lines into at most `limit` chars; lines that do not fit are counted in a visible marker.
     `hidden` counts lines the caller already left out (they are added to the marker's number)."""
@@ -288,11 +295,11 @@ def _fit_lines(
         if len(assemble([*kept, line], len(lines) - i - 1 + hidden)) <= limit:
             kept.append(line)
             continue
-        if not kept:  # one huge first line: keep what fits of it
+        if cut_lines:  # a long line: keep what fits of it rather than dropping it whole
             left = len(lines) - i - 1 + hidden
-            room = limit - len(assemble([""], left))
+            room = limit - len(assemble([*kept, ""], left))
             if room > 40:
-                return assemble([_cut(line, room)], left)
+                return assemble([*kept, _cut(line, room)], left)
         return assemble(kept, len(lines) - i + hidden)
     return assemble(kept, hidden)
 
