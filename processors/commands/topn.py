@@ -1,0 +1,161 @@
+"""`sieve topn --rule RULE.json FILE...`: run the very engine the logs processor runs (decode,
+parse, Contributor Insights rules, exact top-N) over log files and print the report per window.
+
+FILE may be plain text or gzip; each holds access-log lines (CLF/combined or JSON lines), or saved
+CloudWatch Logs subscription payloads (one JSON document, or one per line)."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+from processors.core.aggregate import DEFAULT_CAPACITY, Accumulator
+from processors.core.decode import Decoded, LogEvent, decode_cwl_document
+from processors.core.rules import load_rule_file
+from processors.core.types import TopNReport
+from processors.errors import SieveError
+
+
+class TopNError(SieveError):
+    exit_code = 2
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "topn",
+        help="top-N contributors per window of log files, with Contributor Insights rules",
+        description="Run the Sieve top-N engine over log files (plain, .gz, or saved CloudWatch Logs "
+        "subscription payloads) and print each window's top contributors.",
+    )
+    p.add_argument("--rule", action="append", required=True, metavar="RULE.json", help="rule file (repeatable)")
+    p.add_argument("--period", type=int, default=60, help="window length in seconds (default 60)")
+    p.add_argument("--top", type=int, default=10, help="contributors per window, 1-100 (default 10)")
+    p.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help=f"exact keys per window before the "
+                   f"heavy-hitter summary takes over (default {DEFAULT_CAPACITY})")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON (TopNReport fields) instead of tables")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=run)
+
+
+def _open(path: Path):
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+    except OSError as exc:
+        raise TopNError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8", errors="surrogateescape", newline="\n")
+    return open(path, encoding="utf-8", errors="surrogateescape", newline="\n")
+
+
+def iter_events(path: Path, counts: dict) -> Iterator[LogEvent | str]:
+    """Yield plain lines (str) or LogEvents (from CWL payloads) of one file."""
+    with _open(path) as fh:
+        first = fh.readline()
+        head = first.lstrip()
+        if head.startswith("{") and '"messageType"' in first or head.rstrip() == "{":
+            # saved CloudWatch Logs payload(s): one per line, or one (pretty-printed) document
+            try:
+                docs = [orjson.loads(first)] + [orjson.loads(line) for line in fh if line.strip()]
+            except orjson.JSONDecodeError:
+                fh.seek(0)
+                try:
+                    docs = [orjson.loads(fh.read())]
+                except orjson.JSONDecodeError as exc:
+                    raise TopNError(f"{path}: looks like a CloudWatch Logs payload but is not valid JSON: {exc}") from None
+            for doc in docs:
+                decoded = decode_cwl_document(doc) if isinstance(doc, dict) else None
+                if not isinstance(decoded, Decoded):
+                    reason = decoded.reason if decoded is not None else "bad_cwl_payload"
+                    counts[reason] = counts.get(reason, 0) + 1
+                    continue
+                if decoded.kind == "control":
+                    counts["control_message"] = counts.get("control_message", 0) + 1
+                yield from decoded.events
+            return
+        if first:
+            yield first.rstrip("\r\n")
+        for line in fh:
+            yield line.rstrip("\r\n")
+
+
+def run(args) -> int:
+    if not 1 <= args.top <= 100:
+        raise TopNError("--top must be between 1 and 100 (Contributor Insights' MaxContributorCount range)")
+    if args.period <= 0:
+        raise TopNError("--period must be a positive number of seconds")
+    rules = [load_rule_file(r) for r in args.rule]
+    names = [r.name for r in rules]
+    if len(set(names)) != len(names):
+        raise TopNError(f"rule names (file stems) must be unique, got {names}")
+    acc = Accumulator(rules, period=args.period, shard="local", capacity=args.capacity)
+    other: dict[str, int] = {}
+    blank = 0
+    for f in args.files:
+        add_line = acc.add_line
+        for item in iter_events(Path(f), other):
+            if type(item) is str:
+                if not item.strip():
+                    blank += 1
+                    continue
+                add_line(item)
+            else:
+                acc.add_event(item)
+    reports = acc.reports(args.top)
+    stats = {"events": acc.stats.events, "parsed": acc.stats.parsed, "rejected": dict(sorted(acc.stats.rejected.items())),
+             "skipped": dict(sorted(other.items())) | ({"blank_lines": blank} if blank else {})}  # fmt: skip
+    if args.json:
+        sys.stdout.write(orjson.dumps({"reports": [report_dict(r) for r in reports], "stats": stats},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")  # fmt: skip
+    else:
+        _print_tables(reports, stats)
+    return 0
+
+
+def report_dict(r: TopNReport) -> dict:
+    """A TopNReport as plain JSON-ready data (same field names)."""
+    d = asdict(r)
+    d["window"] = {"start": r.window.start, "end": r.window.end}
+    d["contributors"] = [{"keys": list(c.keys), "value": c.value} for c in r.contributors]
+    d["key_names"] = list(r.key_names)
+    d["shards"] = list(r.shards)
+    return d
+
+
+def _fmt_time(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_tables(reports: list[TopNReport], stats: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for r in reports:
+        if not r.contributors:
+            continue
+        approx = f", approximate (values may be over by up to {r.error_bound:g})" if r.approximate else ""
+        t = Table(title=f"{r.rule}  {_fmt_time(r.window.start)} - {_fmt_time(r.window.end)[11:]} UTC",
+                  caption=f"{r.sample_count} matched of {r.total_events} events, {r.unique_contributors} contributors, "
+                          f"sum {r.sum:g}{approx}", title_justify="left", min_width=60)  # fmt: skip
+        t.add_column("#", justify="right")
+        for name in r.key_names:
+            t.add_column(name, overflow="fold")
+        t.add_column(r.aggregate_on, justify="right")
+        t.add_column("share", justify="right")
+        for i, c in enumerate(r.contributors, 1):
+            share = c.value / r.sum if r.sum else 0
+            t.add_row(str(i), *c.keys, f"{c.value:g}", f"{share:.1%}")
+        console.print(t)
+    empty = sum(1 for r in reports if not r.contributors)
+    rejected = ", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none"
+    skipped = ", ".join(f"{k} {v}" for k, v in stats["skipped"].items())
+    console.print(f"{stats['events']} events, {stats['parsed']} parsed; rejected: {rejected}"
+                  + (f"; skipped: {skipped}" if skipped else "")
+                  + (f"; {empty} window(s) with no matching events" if empty else ""), style="dim")  # fmt: skip

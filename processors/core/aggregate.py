@@ -1,0 +1,430 @@
+"""Per (rule, shard, window) partial aggregates, their bounded serialisation, and the exact merge.
+
+Flow: each shard's processor feeds matched events into one `WindowAggregate` per (rule,
+event-time window) - `Accumulator` does the bookkeeping - and stores `to_bytes()`; the finaliser
+loads every shard's partial for a window with `from_bytes()` and calls `merge(partials, top)` to
+get the `TopNReport`.
+
+Exactness. A `WindowAggregate` counts exactly while it holds at most `capacity` distinct keys.
+Beyond that it becomes a Space-Saving summary (Metwally et al.), weighted for `Sum`: a new key
+evicts the entry with the smallest (value, key) - deterministic - and starts at `floor + value`,
+where `floor` is the largest value ever evicted, an upper bound on the true value of any key not
+held. Each entry remembers its own over-count (`error`, the floor when it was inserted). The
+aggregate is then flagged `approximate`; `sample_count`, `sum`, `total_events` and the event-time
+range stay exact. Serialisation also enforces a byte budget (`max_bytes`) by evicting the same
+way, so a partial's size is bounded whatever keys arrive.
+
+Merge. For each key held by any partial: value = sum over partials of (its value there, or that
+partial's floor if it is approximate and lacks the key); error = the same sum of errors/floors.
+So every reported value v satisfies `true <= v <= true + error_bound`; with only exact partials it
+is exact. Ranking is by value descending, ties broken by the key tuple ascending; integer values
+are summed as ints and floats with math.fsum, so the result does not depend on partial order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+import orjson
+
+from processors.core.decode import LogEvent, Rejected
+from processors.core.parse import DEFAULT_JSON_FIELDS, JsonFields, parse_clf, parse_json
+from processors.core.rules import CompiledRule
+from processors.core.types import Contributor, TopNReport, Window
+
+__all__ = [
+    "DEFAULT_CAPACITY",
+    "DEFAULT_MAX_STATE_BYTES",
+    "WindowAggregate",
+    "merge",
+    "window_of",
+    "Watermark",
+    "Accumulator",
+]
+
+#: Distinct keys counted exactly per (rule, shard, window). At 1M distinct client IPs offered, a
+#: partial at this capacity serialises to ~60-90 KB (see bench/results/topn.json).
+DEFAULT_CAPACITY = 5_000
+#: Byte budget of one serialised partial. Below DynamoDB's 400 KB item limit with room for the
+#: other attributes, and small enough that a few rules' partials fit Lambda's 1 MB tumbling-window
+#: state even after base64 (x4/3).
+DEFAULT_MAX_STATE_BYTES = 200_000
+_FORMAT_VERSION = 1
+
+
+def window_of(ts: float, period: int) -> Window:
+    """The tumbling window [start, start + period) holding epoch second `ts`."""
+    start = int(ts // period) * period
+    return Window(start, start + period)
+
+
+class Watermark:
+    """Event-time progress for one stream: which windows are closed, which events are late.
+
+    A window is closed once the largest event time seen is at or past `window.end +
+    allowed_lateness`. An event whose window is already closed is late: `classify` says so and
+    `late` counts it per window, so the caller can report it (it is never silently dropped)."""
+
+    def __init__(self, period: int, allowed_lateness: int = 0):
+        if period <= 0 or allowed_lateness < 0:
+            raise ValueError("period must be > 0 and allowed_lateness >= 0")
+        self.period = period
+        self.allowed_lateness = allowed_lateness
+        self.max_event_time: float | None = None
+        self.late: Counter[Window] = Counter()
+
+    def is_closed(self, window: Window) -> bool:
+        return self.max_event_time is not None and self.max_event_time >= window.end + self.allowed_lateness
+
+    def classify(self, ts: float) -> Literal["on_time", "late"]:
+        """Classify one event, then advance the watermark with it. Late events are counted."""
+        w = window_of(ts, self.period)
+        verdict: Literal["on_time", "late"] = "late" if self.is_closed(w) else "on_time"
+        if verdict == "late":
+            self.late[w] += 1
+        if self.max_event_time is None or ts > self.max_event_time:
+            self.max_event_time = ts
+        return verdict
+
+    def closed_windows(self, windows: Iterable[Window]) -> list[Window]:
+        return sorted(w for w in windows if self.is_closed(w))
+
+
+class WindowAggregate:
+    """One rule's contributions in one event-time window on one shard (see module docstring)."""
+
+    __slots__ = ("rule", "window", "shard", "key_names", "aggregate_on", "capacity", "values", "errors", "floor",
+                 "approximate", "inserted", "sample_count", "sum", "total_events", "min_ts", "max_ts",
+                 "late_events", "_heap")  # fmt: skip
+
+    def __init__(self, rule: str, window: Window, key_names: tuple[str, ...], aggregate_on: str = "Count",
+                 shard: str = "", capacity: int = DEFAULT_CAPACITY):  # fmt: skip
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.rule = rule
+        self.window = window
+        self.shard = shard
+        self.key_names = tuple(key_names)
+        self.aggregate_on = aggregate_on
+        self.capacity = capacity
+        self.values: dict[tuple[str, ...], int | float] = {}
+        self.errors: dict[tuple[str, ...], int | float] = {}  # only keys with a non-zero over-count
+        self.floor: int | float = 0
+        self.approximate = False
+        self.inserted = 0  # new-key insertions: == distinct keys while exact, an upper bound after
+        self.sample_count = 0
+        self.sum: int | float = 0
+        self.total_events = 0
+        self.min_ts: float | None = None
+        self.max_ts: float | None = None
+        self.late_events = 0
+        self._heap: list | None = None
+
+    @classmethod
+    def for_rule(cls, rule: CompiledRule, window: Window, shard: str = "", capacity: int = DEFAULT_CAPACITY) -> WindowAggregate:
+        return cls(rule.name, window, rule.key_names, rule.aggregate_on, shard, capacity)
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def observe(self, ts: float) -> None:
+        """Count one parsed event of the window (matched or not): total_events and time range."""
+        self.total_events += 1
+        if self.min_ts is None or ts < self.min_ts:
+            self.min_ts = ts
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
+
+    def add(self, key: tuple[str, ...], value: int | float = 1) -> None:
+        """Add one matched event's contribution (value 1 for Count)."""
+        self.sample_count += 1
+        self.sum += value
+        values = self.values
+        cur = values.get(key)
+        if cur is not None:
+            values[key] = cur + value
+        elif len(values) < self.capacity:
+            v = values[key] = value + self.floor
+            if self.floor:
+                self.errors[key] = self.floor
+            self.inserted += 1
+            if self._heap is not None:
+                heapq.heappush(self._heap, (v, key))
+        else:
+            self._evict(1)
+            v = values[key] = self.floor + value
+            if self.floor:
+                self.errors[key] = self.floor
+            self.inserted += 1
+            heapq.heappush(self._heap, (v, key))
+
+    def _evict(self, n: int) -> None:
+        """Drop the n entries with the smallest (value, key); raise the floor to their value."""
+        values = self.values
+        heap = self._heap
+        if heap is None:
+            heap = [(v, k) for k, v in values.items()]
+            heapq.heapify(heap)
+            self._heap = heap
+        pop, push = heapq.heappop, heapq.heappush
+        while n > 0 and values:
+            v, k = pop(heap)
+            cur = values.get(k)
+            if cur is None:
+                continue  # stale: key already evicted
+            if cur != v:
+                push(heap, (cur, k))  # stale: value grew since it was pushed
+                continue
+            del values[k]
+            self.errors.pop(k, None)
+            if v > self.floor:
+                self.floor = v
+            self.approximate = True
+            n -= 1
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def error_of(self, key: tuple[str, ...]) -> int | float:
+        """Maximum over-count of `key`'s value here (the floor if the key is not held)."""
+        if key in self.values:
+            return self.errors.get(key, 0)
+        return self.floor if self.approximate else 0
+
+    def report(self, top: int = 10) -> TopNReport:
+        """This partial alone as a report (the same as merge([self], top))."""
+        return merge([self], top)
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def to_bytes(self, max_bytes: int = DEFAULT_MAX_STATE_BYTES) -> bytes:
+        """Compact deterministic form (zlib of sorted orjson). If it would exceed `max_bytes`,
+        entries are evicted first (smallest value first, the aggregate turns approximate), so
+        afterwards `from_bytes(result)` equals this aggregate and `len(result) <= max_bytes`."""
+        blob = self._encode()
+        while len(blob) > max_bytes:
+            if not self.values:
+                raise ValueError(f"an empty aggregate needs {len(blob)} bytes; max_bytes={max_bytes} is too small")
+            keep = int(len(self.values) * max_bytes / len(blob) * 0.95)
+            self._evict(max(1, len(self.values) - keep))
+            blob = self._encode()
+        return blob
+
+    def _encode(self) -> bytes:
+        entries = [[*k, v, self.errors.get(k, 0)] for k, v in sorted(self.values.items())]
+        doc = {
+            "v": _FORMAT_VERSION,
+            "rule": self.rule,
+            "window": [self.window.start, self.window.end],
+            "shard": self.shard,
+            "key_names": list(self.key_names),
+            "aggregate_on": self.aggregate_on,
+            "capacity": self.capacity,
+            "approximate": self.approximate,
+            "floor": self.floor,
+            "inserted": self.inserted,
+            "sample_count": self.sample_count,
+            "sum": self.sum,
+            "total_events": self.total_events,
+            "min_ts": self.min_ts,
+            "max_ts": self.max_ts,
+            "late_events": self.late_events,
+            "entries": entries,
+        }
+        return zlib.compress(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), 6)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> WindowAggregate:
+        """Inverse of to_bytes. Raises ValueError on anything that is not a partial we wrote."""
+        try:
+            doc = orjson.loads(zlib.decompress(blob))
+            if doc.get("v") != _FORMAT_VERSION:
+                raise ValueError(f"unsupported partial format version {doc.get('v')!r}")
+            n = len(doc["key_names"])
+            agg = cls(doc["rule"], Window(*doc["window"]), tuple(doc["key_names"]), doc["aggregate_on"], doc["shard"],
+                      doc["capacity"])  # fmt: skip
+            for e in doc["entries"]:
+                k = tuple(e[:n])
+                agg.values[k] = e[n]
+                if e[n + 1]:
+                    agg.errors[k] = e[n + 1]
+            for f in ("approximate", "floor", "inserted", "sample_count", "sum", "total_events", "min_ts", "max_ts",
+                      "late_events"):  # fmt: skip
+                setattr(agg, f, doc[f])
+        except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ValueError(f"not a serialised WindowAggregate: {type(exc).__name__}: {exc}") from exc
+        return agg
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WindowAggregate):
+            return NotImplemented
+        return self._encode() == other._encode()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"WindowAggregate({self.rule!r}, {self.window.key}, shard={self.shard!r}, keys={len(self.values)}, "
+                f"samples={self.sample_count}, approximate={self.approximate})")  # fmt: skip
+
+
+def _exact_sum(xs: list) -> int | float:
+    if all(type(x) is int for x in xs):
+        return sum(xs)
+    total = math.fsum(xs)
+    return int(total) if total.is_integer() and abs(total) < 2**53 else total
+
+
+def merge(partials: Iterable[WindowAggregate], top: int = 10) -> TopNReport:
+    """Merge every shard's partial for one (rule, window) into the top-N report.
+
+    Partials must agree on rule, window, key names and aggregate. Several partials from the same
+    shard are fine (they are added). Raises ValueError on an empty or inconsistent input."""
+    parts = list(partials)
+    if not parts:
+        raise ValueError("merge needs at least one partial")
+    if top < 1:
+        raise ValueError("top must be >= 1")
+    first = parts[0]
+    for p in parts[1:]:
+        if (p.rule, p.window, p.key_names, p.aggregate_on) != (first.rule, first.window, first.key_names, first.aggregate_on):
+            raise ValueError(f"cannot merge partials of different rules/windows: {first!r} vs {p!r}")
+    approx_parts = [p for p in parts if p.approximate]
+    candidates: dict[tuple[str, ...], list] = {}
+    for p in parts:
+        for k, v in p.values.items():
+            lst = candidates.get(k)
+            if lst is None:
+                candidates[k] = [v]
+            else:
+                lst.append(v)
+    scored: list[tuple[int | float, tuple[str, ...], int | float]] = []
+    for k, vals in candidates.items():
+        errs = [p.errors.get(k, 0) for p in parts if k in p.values]
+        if approx_parts:
+            missing = [p.floor for p in approx_parts if k not in p.values]
+            vals = vals + missing
+            errs = errs + missing
+        scored.append((_exact_sum(vals), k, _exact_sum(errs) if errs else 0))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    chosen = scored[:top]
+    unique = len(candidates)
+    if approx_parts:
+        unique += sum(max(0, p.inserted - len(p.values)) for p in approx_parts)
+    return TopNReport(
+        rule=first.rule,
+        window=first.window,
+        key_names=first.key_names,
+        aggregate_on=first.aggregate_on,  # type: ignore[arg-type]
+        contributors=tuple(Contributor(k, v) for v, k, _ in chosen),
+        unique_contributors=unique,
+        max_contributor_value=scored[0][0] if scored else 0,
+        sample_count=sum(p.sample_count for p in parts),
+        sum=_exact_sum([p.sum for p in parts]),
+        total_events=sum(p.total_events for p in parts),
+        approximate=bool(approx_parts),
+        error_bound=max((e for _, _, e in scored), default=0) if approx_parts else 0,
+        shards=tuple(sorted({p.shard for p in parts})),
+    )
+
+
+@dataclass
+class AccumulatorStats:
+    """What happened to every event fed to an Accumulator (bounded labels)."""
+
+    events: int = 0
+    parsed: int = 0
+    rejected: Counter = None  # type: ignore[assignment]
+    late: int = 0
+
+    def __post_init__(self):
+        if self.rejected is None:
+            self.rejected = Counter()
+
+
+class Accumulator:
+    """One shard's pipeline state: log lines -> parse -> every rule -> per (rule, window) partials.
+
+    `add_line(text, log_group=None, timestamp_ms=None)` / `add_event(LogEvent)` feed one event.
+    Each rule parses with its own LogFormat (a line is parsed once per format). The event time is
+    the line's own time, else the transport's `timestamp_ms`; an event with neither is rejected
+    (`missing_timestamp`). Rejections are counted per reason in `stats.rejected`. Events whose
+    window the watermark already closed (only if `allowed_lateness` is given) are counted as late
+    in `stats.late` and in that window's partial (`late_events`), not aggregated.
+
+    `partials` maps (rule name, Window) -> WindowAggregate; `reports(top)` merges each alone."""
+
+    def __init__(self, rules: Iterable[CompiledRule], *, period: int = 60, shard: str = "", capacity: int = DEFAULT_CAPACITY,
+                 json_fields: JsonFields = DEFAULT_JSON_FIELDS, allowed_lateness: int | None = None):  # fmt: skip
+        self.rules = list(rules)
+        if not self.rules:
+            raise ValueError("Accumulator needs at least one rule")
+        names = [r.name for r in self.rules]
+        if len(set(names)) != len(names):
+            raise ValueError(f"rule names must be unique, got {names}")
+        if period <= 0:
+            raise ValueError("period must be > 0")
+        self.period = period
+        self.shard = shard
+        self.capacity = capacity
+        self.json_fields = json_fields
+        self.partials: dict[tuple[str, Window], WindowAggregate] = {}
+        self.stats = AccumulatorStats()
+        self.watermark = Watermark(period, allowed_lateness) if allowed_lateness is not None else None
+        self._formats = sorted({r.log_format for r in self.rules})
+        self._by_format = {f: [r for r in self.rules if r.log_format == f] for f in self._formats}
+        # hot-path cache: (rule name, window start) -> aggregate
+        self._cache: dict[tuple[str, int], WindowAggregate] = {}
+
+    def add_event(self, event: LogEvent) -> None:
+        self.add_line(event.message, log_group=event.log_group, timestamp_ms=event.timestamp_ms)
+
+    def add_line(self, line: str, *, log_group: str | None = None, timestamp_ms: int | None = None) -> None:
+        stats = self.stats
+        stats.events += 1
+        used = False
+        for fmt in self._formats:
+            rules = [r for r in self._by_format[fmt] if r.matches_log_group(log_group)] if log_group else self._by_format[fmt]
+            if not rules:
+                continue
+            res = parse_clf(line) if fmt == "CLF" else parse_json(line, self.json_fields)
+            if type(res) is Rejected:
+                stats.rejected[res.reason] += 1
+                continue
+            ts, rec = res
+            if ts is None:
+                if timestamp_ms is None:
+                    stats.rejected["missing_timestamp"] += 1
+                    continue
+                ts = timestamp_ms / 1000
+            used = True
+            if self.watermark is not None and self.watermark.classify(ts) == "late":
+                stats.late += 1
+                for r in rules:
+                    self._partial(r, ts).late_events += 1
+                continue
+            for r in rules:
+                agg = self._partial(r, ts)
+                agg.observe(ts)
+                hit = r.apply(rec)
+                if hit is not None:
+                    agg.add(hit[0], hit[1])
+        if used:
+            stats.parsed += 1
+
+    def _partial(self, rule: CompiledRule, ts: float) -> WindowAggregate:
+        start = int(ts // self.period) * self.period
+        agg = self._cache.get((rule.name, start))
+        if agg is None:
+            w = Window(start, start + self.period)
+            agg = WindowAggregate.for_rule(rule, w, self.shard, self.capacity)
+            self.partials[(rule.name, w)] = agg
+            self._cache[(rule.name, start)] = agg
+        return agg
+
+    def reports(self, top: int = 10) -> list[TopNReport]:
+        """One report per (rule, window) this accumulator saw, ordered by window then rule."""
+        keys = sorted(self.partials, key=lambda k: (k[1].start, k[0]))
+        return [merge([self.partials[k]], top) for k in keys]

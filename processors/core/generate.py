@@ -1,0 +1,383 @@
+"""Seeded synthetic access-log traffic with labelled incidents and exact ground truth. Pure.
+
+`AccessLogGenerator(GeneratorConfig(...))` yields log lines (`lines()`); once they are consumed,
+`truth()` returns what a correct engine must find: per incident its window(s), key values and
+exact counts, and for every default rule in `rules/` (`errors-by-path`, `404-by-client`,
+`bytes-by-client`) the exact top-N per window. The truth is tallied from the generator's own
+choices (status, path, client, bytes of every line it writes), never by parsing its output, so it
+checks the decode/parse/rules/aggregate engine independently.
+
+Traffic: a Zipf-like client pool (IPv4 from documentation and private-looking ranges, ~6% IPv6),
+a mix of pages, static files and API paths with ids, GET-heavy methods, a status mix (200/304/
+301/302/404/5xx), sizes, referers, user agents (one with escaped quotes), evenly spread over
+`duration` seconds from `start`. Formats: nginx/Apache `combined` (Apache-style `-` bytes on 304)
+or `json` (one object per line: time ISO 8601 ms, client, method, path, protocol, status, bytes,
+referer, user_agent, latency_ms, upstream).
+
+Incident kinds (`KIND` or `KIND:at=SECONDS,count=N,duration=SECONDS`, `at` counted from start):
+
+* `burst500`      - 500s on one API path from many clients
+* `scan404`       - one client probing many missing paths (404s)
+* `slow_upstream` - 504s with very high latency on one upstream-backed path
+* `bytes_hog`     - one client downloading very large files (drives the bytes Sum rule)
+
+Everything is a function of the config: same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Literal
+
+__all__ = ["GeneratorConfig", "IncidentSpec", "AccessLogGenerator", "parse_incident", "INCIDENT_KINDS", "DEFAULT_START"]
+
+INCIDENT_KINDS = ("burst500", "scan404", "slow_upstream", "bytes_hog")
+DEFAULT_START = datetime(2024, 3, 4, 10, 0, 0, tzinfo=timezone.utc)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentSpec:
+    kind: str
+    at: int | None = None  # seconds after start; None = chosen from the seed, on a window boundary
+    count: int | None = None  # lines; None = 1% of lines (at least 40)
+    duration: int | None = None  # seconds; None = one period
+
+
+def parse_incident(spec: str) -> IncidentSpec:
+    """`burst500` or `burst500:at=600,count=300,duration=60` -> IncidentSpec (ValueError if bad)."""
+    kind, _, params = spec.partition(":")
+    if kind not in INCIDENT_KINDS:
+        raise ValueError(f"unknown incident kind {kind!r}; choose from {', '.join(INCIDENT_KINDS)}")
+    values: dict[str, int] = {}
+    for part in filter(None, params.split(",")):
+        name, eq, raw = part.partition("=")
+        if not eq or name not in ("at", "count", "duration"):
+            raise ValueError(f"incident {spec!r}: expected at=, count= or duration=, got {part!r}")
+        try:
+            values[name] = int(raw)
+        except ValueError:
+            raise ValueError(f"incident {spec!r}: {name} must be an integer, got {raw!r}") from None
+        if values[name] < (0 if name == "at" else 1):
+            raise ValueError(f"incident {spec!r}: {name} must be {'>= 0' if name == 'at' else '>= 1'}")
+    return IncidentSpec(kind, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    seed: int = 1
+    lines: int = 10_000
+    start: datetime = DEFAULT_START
+    duration: int = 3600
+    incidents: tuple[IncidentSpec, ...] = ()
+    format: Literal["combined", "json"] = "combined"
+    tz_offset_minutes: int = 0  # how the combined timestamps are written, e.g. -420 for -0700
+    period: int = 60  # window length used in the truth
+    top: int = 10  # top-N length in the truth
+    clients: int = 3000
+
+
+_PAGES = ["/", "/index.html", "/about", "/pricing", "/blog", "/blog/{slug}", "/docs/{slug}", "/login", "/signup",
+          "/search?q={word}", "/account", "/cart"]  # fmt: skip
+_STATIC = ["/static/app.{h}.js", "/static/style.{h}.css", "/img/logo.png", "/img/hero-{n}.jpg", "/favicon.ico",
+           "/fonts/inter.woff2"]  # fmt: skip
+_API = ["/api/v1/products", "/api/v1/products/{n}", "/api/v1/cart", "/api/v1/orders/{n}", "/api/v1/users/me",
+        "/api/v1/inventory", "/api/v1/checkout", "/api/v1/search?q={word}", "/healthz"]  # fmt: skip
+_WORDS = ["shoes", "red+dress", "laptop", "caf%C3%A9", "gift", "usb-c", "tent", "coffee", "desk", "lamp"]
+_SLUGS = ["getting-started", "release-notes", "pricing-faq", "scaling", "security", "api", "sdk", "billing"]
+_SCAN = ["/wp-login.php", "/.env", "/.git/config", "/admin/", "/phpmyadmin/", "/cgi-bin/test.cgi", "/backup.zip",
+         "/config.php", "/server-status", "/xmlrpc.php", "/.aws/credentials", "/actuator/env"]  # fmt: skip
+_UAS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_3) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.3 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "curl/8.5.0",
+    "python-requests/2.31.0",
+    "Googlebot/2.1 (+http://www.google.com/bot.html)",
+    'Mozilla/5.0 (compatible; "Quoted" Monitor/1.0)',
+    "-",
+]
+_REFERERS = ["-", "-", "-", "https://www.example.com/", "https://www.example.com/blog", "https://search.example.net/?q=shop",
+             "https://news.example.org/item?id=42"]  # fmt: skip
+
+RULE_NAMES = ("errors-by-path", "404-by-client", "bytes-by-client")
+
+
+class AccessLogGenerator:
+    """Iterate `lines()` once; then `truth()` describes exactly what was written."""
+
+    def __init__(self, config: GeneratorConfig):
+        if config.lines < 0 or config.duration <= 0 or config.period <= 0:
+            raise ValueError("lines must be >= 0, duration and period > 0")
+        self.cfg = config
+        self.rng = random.Random(config.seed)
+        self._start = int(config.start.timestamp())
+        self._make_pools()
+        self._plans = self._plan_incidents()
+        n_incident = sum(p["count"] for p in self._plans)
+        if n_incident > config.lines:
+            raise ValueError(f"incidents need {n_incident} lines but only {config.lines} were asked for")
+        self._background = config.lines - n_incident
+        # tallies: window start -> rule -> key -> [value, samples]
+        self._tally: dict[int, dict[str, dict[tuple[str, ...], list]]] = defaultdict(lambda: defaultdict(dict))
+        self._samples: dict[int, Counter] = defaultdict(Counter)
+        self._events: Counter = Counter()
+        self._incident_hits: dict[int, Counter] = defaultdict(Counter)
+        self._done = False
+        self._clf_cache: dict[int, str] = {}
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _make_pools(self) -> None:
+        rng = self.rng
+        clients = set()
+        while len(clients) < self.cfg.clients:
+            r = rng.random()
+            if r < 0.06:
+                ip = f"2001:db8:{rng.randrange(1, 0xFFFF):x}::{rng.randrange(1, 0xFFFF):x}"
+            elif r < 0.5:
+                ip = f"203.0.{rng.randrange(113, 120)}.{rng.randrange(1, 255)}"
+            else:
+                ip = f"10.{rng.randrange(0, 256)}.{rng.randrange(0, 256)}.{rng.randrange(1, 255)}"
+            clients.add(ip)
+        self._clients = sorted(clients)
+        rng.shuffle(self._clients)
+        weights = [1 / (i + 1) ** 0.9 for i in range(len(self._clients))]
+        total = 0.0
+        self._client_cw = []
+        for w in weights:
+            total += w
+            self._client_cw.append(total)
+        # reserved incident actors, never in the background pool
+        self._scanner = "198.51.100.77"
+        self._hog = "2001:db8:bad::1"
+
+    def _plan_incidents(self) -> list[dict]:
+        cfg, rng = self.cfg, self.rng
+        plans = []
+        for i, spec in enumerate(cfg.incidents):
+            duration = spec.duration or cfg.period
+            count = spec.count or max(40, cfg.lines // 100)
+            if spec.at is None:
+                slots = max(1, (cfg.duration - duration) // cfg.period)
+                at = rng.randrange(0, slots) * cfg.period
+            else:
+                at = spec.at
+            if at + duration > cfg.duration:
+                raise ValueError(f"incident {spec.kind} at {at}s + {duration}s ends after the {cfg.duration}s span")
+            if spec.kind == "burst500":
+                key = {"path": "/api/v1/checkout"}
+            elif spec.kind == "scan404":
+                key = {"client": self._scanner}
+            elif spec.kind == "slow_upstream":
+                key = {"path": "/api/v1/inventory", "upstream": "inventory-svc:8080"}
+            else:
+                key = {"client": self._hog}
+            plans.append({"id": i, "kind": spec.kind, "start": self._start + at, "duration": duration, "count": count, "key": key})
+        return plans
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _timeline(self) -> Iterator[tuple[float, int]]:
+        """(epoch time, incident id or -1) for every line, in time order."""
+        n, start, dur = self._background, self._start, self.cfg.duration
+        background = ((start + i * dur / n, -1) for i in range(n)) if n else iter(())
+        streams = [background] + [_evenly(p["start"], p["duration"], p["count"], p["id"]) for p in self._plans]
+        return heapq.merge(*streams)
+
+    def lines(self) -> Iterator[str]:
+        if self._done:
+            raise RuntimeError("lines() can only be iterated once per generator")
+        fmt = self.cfg.format
+        for ts, incident in self._timeline():
+            ev = self._background_event(ts) if incident < 0 else self._incident_event(ts, self._plans[incident])
+            self._count(ev, incident)
+            yield self._format_combined(ev) if fmt == "combined" else self._format_json(ev)
+        self._done = True
+
+    def _pick_path(self) -> tuple[str, str]:
+        rng = self.rng
+        r = rng.random()
+        if r < 0.35:
+            tpl, kind = rng.choice(_PAGES), "page"
+        elif r < 0.65:
+            tpl, kind = rng.choice(_STATIC), "static"
+        else:
+            tpl, kind = rng.choice(_API), "api"
+        path = (tpl.replace("{n}", str(rng.randrange(1, 120))).replace("{h}", rng.choice(("3f9a1c", "b71e02")))
+                .replace("{word}", rng.choice(_WORDS)).replace("{slug}", rng.choice(_SLUGS)))  # fmt: skip
+        return path, kind
+
+    def _background_event(self, ts: float) -> dict:
+        rng = self.rng
+        client = rng.choices(self._clients, cum_weights=self._client_cw)[0]
+        path, kind = self._pick_path()
+        method = "GET"
+        if kind == "api":
+            method = rng.choices(("GET", "POST", "PUT", "DELETE"), (75, 17, 5, 3))[0]
+        elif kind == "page" and path in ("/login", "/signup"):
+            method = rng.choice(("GET", "POST"))
+        r = rng.random()
+        if kind == "static" and r < 0.25:
+            status = 304
+        elif r < 0.010:
+            status = 404
+        elif r < 0.013:
+            status = rng.choice((500, 502, 503))
+        elif r < 0.03:
+            status = rng.choice((301, 302))
+        elif r < 0.035 and kind == "api":
+            status = rng.choice((400, 401, 403, 429))
+        else:
+            status = 200
+        if status == 304:
+            size = None
+        elif status in (301, 302):
+            size = rng.randrange(150, 400)
+        elif kind == "static":
+            size = int(rng.lognormvariate(9.5, 1.0))
+        else:
+            size = int(rng.lognormvariate(8.0, 0.8))
+        latency = round(rng.lognormvariate(3.0, 0.6), 1) if kind == "api" else round(rng.lognormvariate(1.0, 0.5), 1)
+        return {"ts": ts, "client": client, "method": method, "path": path, "status": status, "bytes": size,
+                "referer": rng.choice(_REFERERS), "ua": rng.choice(_UAS), "latency": latency,
+                "upstream": "app-svc:8080" if kind == "api" else "-"}  # fmt: skip
+
+    def _incident_event(self, ts: float, plan: dict) -> dict:
+        rng = self.rng
+        kind = plan["kind"]
+        ev = self._background_event(ts)  # realistic surroundings (client, UA, referer)
+        if kind == "burst500":
+            ev.update(method="POST", path=plan["key"]["path"], status=500, bytes=rng.randrange(80, 200),
+                      latency=round(rng.uniform(5, 50), 1), upstream="app-svc:8080")  # fmt: skip
+        elif kind == "scan404":
+            ev.update(client=plan["key"]["client"], method="GET", path=rng.choice(_SCAN) + ("" if rng.random() < 0.5 else f"?v={rng.randrange(1, 99)}"),
+                      status=404, bytes=rng.randrange(150, 600), ua="Mozilla/5.0 zgrab/0.x", referer="-", upstream="-")  # fmt: skip
+        elif kind == "slow_upstream":
+            ev.update(method="GET", path=plan["key"]["path"], status=504, bytes=rng.randrange(160, 200),
+                      latency=round(rng.uniform(30000, 60000), 1), upstream=plan["key"]["upstream"])  # fmt: skip
+        else:
+            ev.update(client=plan["key"]["client"], method="GET", path=f"/downloads/dataset-{rng.randrange(1, 9)}.tar.gz",
+                      status=200, bytes=rng.randrange(50_000_000, 500_000_000), ua="curl/8.5.0", upstream="-")  # fmt: skip
+        return ev
+
+    # -- formatting --------------------------------------------------------------------------
+
+    def _format_combined(self, ev: dict) -> str:
+        ua = ev["ua"].replace("\\", "\\\\").replace('"', '\\"')
+        size = "-" if ev["bytes"] is None else str(ev["bytes"])
+        return (f'{ev["client"]} - - [{self._clf_time(int(ev["ts"]))}] "{ev["method"]} {ev["path"]} HTTP/1.1" '
+                f'{ev["status"]} {size} "{ev["referer"]}" "{ua}"')  # fmt: skip
+
+    def _clf_time(self, ts: int) -> str:
+        got = self._clf_cache.get(ts)
+        if got is None:
+            if len(self._clf_cache) > 10_000:
+                self._clf_cache.clear()
+            got = self._clf_cache[ts] = self._clf_time_uncached(ts)
+        return got
+
+    def _clf_time_uncached(self, ts: int) -> str:
+        off = self.cfg.tz_offset_minutes
+        dt = datetime.fromtimestamp(ts, timezone(timedelta(minutes=off)))
+        sign = "-" if off < 0 else "+"
+        hh, mm = divmod(abs(off), 60)
+        return f"{dt.day:02d}/{_MONTHS[dt.month - 1]}/{dt.year}:{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d} {sign}{hh:02d}{mm:02d}"
+
+    def _format_json(self, ev: dict) -> str:
+        import orjson
+
+        ms = int(round(ev["ts"] * 1000))
+        iso = datetime.fromtimestamp(ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+        obj = {"time": iso, "client": ev["client"], "method": ev["method"], "path": ev["path"], "protocol": "HTTP/1.1",
+               "status": ev["status"], "bytes": ev["bytes"] if ev["bytes"] is not None else 0, "referer": ev["referer"],
+               "user_agent": ev["ua"], "latency_ms": ev["latency"], "upstream": ev["upstream"]}  # fmt: skip
+        return orjson.dumps(obj).decode()
+
+    # -- truth -------------------------------------------------------------------------------
+
+    def _window_start(self, ts: float) -> int:
+        if self.cfg.format == "json":
+            ts = int(round(ts * 1000)) / 1000
+        else:
+            ts = int(ts)
+        return int(ts // self.cfg.period) * self.cfg.period
+
+    def _count(self, ev: dict, incident: int) -> None:
+        w = self._window_start(ev["ts"])
+        self._events[w] += 1
+        t = self._tally[w]
+        status = ev["status"]
+        if status >= 500:
+            _bump(t["errors-by-path"], (ev["path"],), 1)
+        if status == 404:
+            _bump(t["404-by-client"], (ev["client"],), 1)
+        size = ev["bytes"]
+        if size is None and self.cfg.format == "json":
+            size = 0  # the JSON form writes 0 where combined writes "-"
+        if size is not None:
+            _bump(t["bytes-by-client"], (ev["client"],), size)
+        if incident >= 0:
+            self._incident_hits[incident][w] += 1
+
+    def truth(self) -> dict:
+        """Ground truth as a JSON-ready dict (see the module docstring)."""
+        if not self._done:
+            raise RuntimeError("consume lines() first")
+        cfg = self.cfg
+        rules: dict[str, list] = {name: [] for name in RULE_NAMES}
+        for w in sorted(self._events):
+            for name in RULE_NAMES:
+                tally = self._tally[w].get(name, {})
+                ranked = sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))
+                rules[name].append({
+                    "window": [w, w + cfg.period],
+                    "top": [{"keys": list(k), "value": v[0]} for k, v in ranked[: cfg.top]],
+                    "unique_contributors": len(tally),
+                    "max_contributor_value": ranked[0][1][0] if ranked else 0,
+                    "sample_count": sum(v[1] for v in tally.values()),
+                    "sum": sum(v[0] for v in tally.values()),
+                    "total_events": self._events[w],
+                })  # fmt: skip
+        incidents = []
+        for p in self._plans:
+            rule = {"burst500": "errors-by-path", "scan404": "404-by-client", "slow_upstream": "errors-by-path",
+                    "bytes_hog": "bytes-by-client"}[p["kind"]]  # fmt: skip
+            key = (p["key"]["path"],) if "path" in p["key"] else (p["key"]["client"],)
+            windows = []
+            for w, n in sorted(self._incident_hits[p["id"]].items()):
+                entry = self._tally[w].get(rule, {}).get(key, [0, 0])
+                windows.append({"window": [w, w + cfg.period], "incident_lines": n, "rule_value": entry[0]})
+            incidents.append({"kind": p["kind"], "rule": rule, "key": p["key"], "rule_keys": list(key),
+                              "start": p["start"], "end": p["start"] + p["duration"], "count": p["count"], "windows": windows})  # fmt: skip
+        return {
+            "generator": "sieve gen access-log",
+            "seed": cfg.seed,
+            "lines": cfg.lines,
+            "format": cfg.format,
+            "start": int(cfg.start.timestamp()),
+            "duration": cfg.duration,
+            "period": cfg.period,
+            "top": cfg.top,
+            "incidents": incidents,
+            "rules": rules,
+        }
+
+
+def _evenly(start: float, duration: float, count: int, tag: int) -> Iterator[tuple[float, int]]:
+    for j in range(count):
+        yield start + j * duration / count, tag
+
+
+def _bump(d: dict, key: tuple[str, ...], value: int) -> None:
+    cur = d.get(key)
+    if cur is None:
+        d[key] = [value, 1]
+    else:
+        cur[0] += value
+        cur[1] += 1

@@ -1,0 +1,374 @@
+"""Parse one access-log line into a flat record the rule engine can read. Pure and hot.
+
+Two formats:
+
+* **CLF / combined** (Apache `%h %l %u %t \\"%r\\" %>s %b [\\"%{Referer}i\\" \\"%{User-Agent}i\\"]`,
+  nginx's default `combined`). `parse_clf(line)` returns `(epoch_seconds, ClfRecord)`. A
+  `ClfRecord` is a tuple of strings laid out as `CLF_INDEX` says (the hot path reads it by index),
+  with `.get(name)` and `.as_dict()` for everyone else. Its fields::
+
+      client ident user time request status bytes referer user_agent extra method path protocol
+
+  **Positions.** Contributor Insights addresses CLF fields by position starting at 1 but does not
+  document how it splits a line. We follow CloudWatch Logs' documented rule for space-delimited
+  events: *characters between square brackets or double quotes are one field*. So the bracketed
+  timestamp is ONE field and the quoted request is ONE field::
+
+      1 client  2 ident  3 user  4 time  5 request  6 status  7 bytes  8 referer  9 user_agent
+      10, 11, ... further space-delimited tokens (`extra`, e.g. nginx's `$request_time`)
+
+  Positions count fields as written: in a common-format line (no quoted referer / user agent)
+  the tokens after `bytes` are positions 8, 9, ...
+
+  `CLF_POSITIONS` holds this table; `rules.py` translates a rule's `Fields` positions through it.
+  `method`, `path` and `protocol` (the request line split in three) are Sieve extensions: they
+  have no position, but rules may name them directly (`"Keys": ["path"]`).
+
+  Missing values stay as CLF writes them (`-`): the rule engine treats `-` as a present,
+  non-numeric string, so numeric filters and `Sum` skip it. Quoted fields are unescaped
+  (`\\"` -> `"`, `\\\\` -> `\\`) only when the line contains a backslash.
+
+* **JSON lines**: `parse_json(line, fields)` returns `(epoch_seconds | None, object)`: the decoded
+  object itself (rules address it with JSON paths). `JsonFields` says which fields hold the time,
+  status, path, ... so they can be validated; the time may be epoch seconds, epoch milliseconds,
+  ISO 8601 or a CLF timestamp. A line without a time field gets `None` (the caller falls back to
+  the transport's timestamp).
+
+A line that cannot be used returns `Rejected(reason, detail)` with a reason from
+`REJECT_REASONS`. Neither function raises on any string.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import orjson
+
+from processors.core.decode import Rejected
+
+__all__ = [
+    "CLF_POSITIONS",
+    "CLF_NAMED_FIELDS",
+    "JsonFields",
+    "DEFAULT_JSON_FIELDS",
+    "REJECT_REASONS",
+    "Rejected",
+    "parse_clf",
+    "parse_json",
+    "parse_clf_time",
+    "ClfRecord",
+    "CLF_INDEX",
+]
+
+REJECT_REASONS = frozenset(
+    {
+        "empty",
+        "malformed_line",
+        "malformed_request_line",
+        "bad_timestamp",
+        "missing_timestamp",
+        "bad_status",
+        "bad_bytes",
+        "bad_latency",
+        "bad_json",
+        "not_object",
+        "too_long",
+    }
+)
+
+#: Lines longer than this are rejected (`too_long`) before any regex runs.
+MAX_LINE_CHARS = 64 * 1024
+
+#: CLF position (as Contributor Insights numbers it, from 1) -> record field name.
+CLF_POSITIONS: dict[int, str] = {
+    1: "client",
+    2: "ident",
+    3: "user",
+    4: "time",
+    5: "request",
+    6: "status",
+    7: "bytes",
+    8: "referer",
+    9: "user_agent",
+}
+#: Every field name a CLF record may have (positions 10+ live in `extra`).
+CLF_NAMED_FIELDS = frozenset(CLF_POSITIONS.values()) | {"method", "path", "protocol", "extra"}
+
+# A quoted field with backslash escapes, written as an unrolled loop (no per-char alternation).
+_Q = r'[^"\\]*(?:\\.[^"\\]*)*'
+_CLF_TAIL = r"(?: +(\S.*?))?\s*\Z"
+# Two patterns with the same groups: the fast one for lines without a backslash (almost all),
+# the escape-aware one otherwise.
+_CLF_FAST_RE = re.compile(
+    r'(\S+) (\S+) (\S+) \[([^\]]*)\] "([^"]*)" (\S+) (\S+)(?: "([^"]*)" "([^"]*)")?(?: +(\S.*))?\Z', re.DOTALL
+)
+_CLF_ESC_RE = re.compile(
+    r'(\S+) (\S+) (\S+) \[([^\]]*)\] "(' + _Q + r')" (\S+) (\S+)(?: "(' + _Q + r')" "(' + _Q + r')")?' + _CLF_TAIL,
+    re.DOTALL,
+)
+# Looser shapes, only used to name the reason once the strict pattern failed.
+_CLF_HEAD_RE = re.compile(r"\S+ \S+ \S+ \[[^\]]*\] ")
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_CLF_TIME_RE = re.compile(r"(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})\Z")
+
+# One entry per distinct timestamp string: log lines share their second, so this turns a date
+# parse into a dict lookup. Cleared when it grows past the limit (bounded memory).
+_TIME_CACHE: dict[str, int | None] = {}
+_TIME_CACHE_MAX = 200_000
+
+
+def parse_clf_time(text: str) -> int | None:
+    """`10/Oct/2000:13:55:36 -0700` -> epoch seconds (971211336), or None if invalid."""
+    got = _TIME_CACHE.get(text, -1)
+    if got != -1:
+        return got
+    value = _parse_clf_time_uncached(text)
+    if len(_TIME_CACHE) >= _TIME_CACHE_MAX:
+        _TIME_CACHE.clear()
+    _TIME_CACHE[text] = value
+    return value
+
+
+def _parse_clf_time_uncached(text: str) -> int | None:
+    m = _CLF_TIME_RE.match(text)
+    if m is None:
+        return None
+    day, mon, year, hh, mm, ss, sign, tzh, tzm = m.groups()
+    month = _MONTHS.get(mon)
+    if month is None or int(tzm) >= 60 or int(tzh) > 23:
+        return None
+    offset = timedelta(hours=int(tzh), minutes=int(tzm))
+    try:
+        dt = datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=timezone(-offset if sign == "-" else offset))
+    except ValueError:
+        return None
+    return int(dt.timestamp())
+
+
+def _unescape(s: str | None) -> str | None:
+    if s is None or "\\" not in s:
+        return s
+    return s.replace('\\"', '"').replace("\\\\", "\\")
+
+
+#: ClfRecord tuple layout: field name -> index.
+CLF_INDEX: dict[str, int] = {
+    "client": 0, "ident": 1, "user": 2, "time": 3, "request": 4, "status": 5, "bytes": 6,
+    "referer": 7, "user_agent": 8, "extra": 9, "method": 10, "path": 11, "protocol": 12,
+}  # fmt: skip
+_CLF_NAMES = tuple(CLF_INDEX)
+
+
+class ClfRecord(tuple):
+    """A parsed CLF line: a plain tuple (index access is what the hot path uses, through
+    `CLF_INDEX`) with read-only name access. Absent optional fields (referer and user agent in
+    common format, extra tokens) are None."""
+
+    __slots__ = ()
+
+    def get(self, name: str, default=None):
+        i = CLF_INDEX.get(name)
+        if i is None:
+            return default
+        v = tuple.__getitem__(self, i)
+        return default if v is None else v
+
+    def as_dict(self) -> dict[str, str]:
+        """The record as a dict of the fields that are present."""
+        return {k: v for k, v in zip(_CLF_NAMES, self) if v is not None}
+
+
+_new_record = tuple.__new__
+
+
+def parse_clf(line: str) -> tuple[int, ClfRecord] | Rejected:
+    """Parse a Common / Combined Log Format line. Returns `(epoch_seconds, ClfRecord)` or `Rejected`.
+
+    The record's values are the raw field strings (see the module docstring for names and
+    positions); `status` is validated as a 3-digit code (100-599), `bytes` as digits or `-`."""
+    if len(line) > MAX_LINE_CHARS:
+        return Rejected("too_long", f"line has {len(line)} characters, limit {MAX_LINE_CHARS}")
+    escaped = "\\" in line
+    m = None if escaped else _CLF_FAST_RE.match(line)
+    if m is None:
+        m = _CLF_ESC_RE.match(line)
+        if m is None:
+            return _diagnose_clf(line)
+        escaped = True
+    g = m.groups()
+    ts = _TIME_CACHE.get(g[3], -1)
+    if ts == -1:
+        ts = parse_clf_time(g[3])
+    if ts is None:
+        return Rejected("bad_timestamp", f"timestamp [{g[3][:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz")
+    status = g[5]
+    if not (len(status) == 3 and status.isdigit() and status.isascii() and "1" <= status[0] <= "5"):
+        return Rejected("bad_status", f"status {status[:20]!r} is not a 3-digit HTTP code")
+    size = g[6]
+    if size != "-" and not (size.isdigit() and size.isascii()):
+        return Rejected("bad_bytes", f"bytes {size[:20]!r} is not a number or '-'")
+    if escaped:
+        g = (*g[:4], _unescape(g[4]), g[5], g[6], _unescape(g[7]), _unescape(g[8]), g[9])
+    if g[9] is not None and g[9][-1:].isspace():
+        g = (*g[:9], g[9].rstrip() or None)
+    request = g[4]
+    parts = request.split(" ")
+    n = len(parts)
+    if n == 3:
+        pass
+    elif n == 2:
+        parts.append("")
+    else:
+        return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD PATH [PROTOCOL]'")
+    if not parts[1] or not parts[0].isalpha():
+        return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD PATH [PROTOCOL]'")
+    return ts, _new_record(ClfRecord, g + tuple(parts))
+
+
+def _diagnose_clf(line: str) -> Rejected:
+    if not line.strip():
+        return Rejected("empty", "blank line")
+    head = _CLF_HEAD_RE.match(line)
+    if head is None:
+        if re.match(r"\S+ \S+ \S+ \[", line):
+            return Rejected("bad_timestamp", "unterminated [timestamp]")
+        return Rejected("malformed_line", "not 'client ident user [time] \"request\" status bytes'")
+    rest = line[head.end():]
+    if not rest.startswith('"'):
+        return Rejected("malformed_request_line", "request is not a double-quoted string")
+    if re.match(r'"' + _Q + r'"', rest) is None:
+        return Rejected("malformed_request_line", "unterminated quoted request")
+    return Rejected("malformed_line", "status/bytes or quoted referer/user-agent are malformed")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonFields:
+    """Which top-level (or dotted) JSON fields hold the well-known values. A field set to "" is
+    not validated. Only `time` changes the output (it becomes the event time)."""
+
+    time: str = "time"
+    status: str = "status"
+    path: str = "path"
+    method: str = "method"
+    client: str = "client"
+    bytes: str = "bytes"
+    latency: str = "latency_ms"
+
+
+DEFAULT_JSON_FIELDS = JsonFields()
+_MISSING = object()
+
+
+def _lookup(obj: dict, dotted: str):
+    if "." not in dotted:
+        return obj.get(dotted, _MISSING)
+    cur = obj
+    for part in dotted.split("."):
+        if type(cur) is not dict:
+            return _MISSING
+        cur = cur.get(part, _MISSING)
+        if cur is _MISSING:
+            return _MISSING
+    return cur
+
+
+_ISO_CACHE: dict[str, int | float | None] = {}
+
+
+def _json_time(value) -> float | int | None | Rejected:
+    t = type(value)
+    if t is int or t is float:
+        if not math.isfinite(value) or value < 0:
+            return Rejected("bad_timestamp", f"time {value!r} is not a positive epoch")
+        return value / 1000 if value >= 100_000_000_000 else value  # ms after ~1973 in s-units
+    if t is str:
+        got = _ISO_CACHE.get(value, -1)
+        if got != -1:
+            return got if got is not None else Rejected("bad_timestamp", f"time {value[:40]!r} is not ISO 8601 or CLF")
+        parsed: int | float | None
+        if value[:1].isdigit() and "/" in value[:7]:
+            parsed = parse_clf_time(value)
+        else:
+            try:
+                dt = datetime.fromisoformat(value)
+                if dt.tzinfo is None:
+                    dt = dt.replace(tzinfo=timezone.utc)
+                parsed = dt.timestamp()
+                if parsed.is_integer():
+                    parsed = int(parsed)
+            except (ValueError, OverflowError, OSError):
+                parsed = None
+        if len(_ISO_CACHE) >= _TIME_CACHE_MAX:
+            _ISO_CACHE.clear()
+        _ISO_CACHE[value] = parsed
+        return parsed if parsed is not None else Rejected("bad_timestamp", f"time {value[:40]!r} is not ISO 8601 or CLF")
+    return Rejected("bad_timestamp", f"time is a {t.__name__}, expected a string or number")
+
+
+def parse_json(line: str | bytes, fields: JsonFields = DEFAULT_JSON_FIELDS) -> tuple[int | float | None, dict] | Rejected:
+    """Parse one JSON log line. Returns `(epoch_seconds or None, object)` or `Rejected`.
+
+    Validates the configured well-known fields when present: status must be an integer 100-599
+    (number or digit string), bytes a non-negative integer, `-` or null, latency a non-negative
+    number. Other fields are left exactly as logged."""
+    if len(line) > MAX_LINE_CHARS:
+        return Rejected("too_long", f"line has {len(line)} characters, limit {MAX_LINE_CHARS}")
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if not line.strip():
+            return Rejected("empty", "blank line")
+        return Rejected("bad_json", str(exc)[:120])
+    if type(obj) is not dict:
+        return Rejected("not_object", f"JSON line is a {type(obj).__name__}, expected an object")
+    ts = None
+    if fields.time:
+        raw = _lookup(obj, fields.time)
+        if raw is not _MISSING and raw is not None:
+            ts = _json_time(raw)
+            if type(ts) is Rejected:
+                return ts
+    if fields.status:
+        st = _lookup(obj, fields.status)
+        if st is not _MISSING and not _valid_status(st):
+            return Rejected("bad_status", f"{fields.status} {str(st)[:20]!r} is not an HTTP status 100-599")
+    if fields.bytes:
+        b = _lookup(obj, fields.bytes)
+        if b is not _MISSING and b is not None and b != "-" and not _nonneg_int(b):
+            return Rejected("bad_bytes", f"{fields.bytes} {str(b)[:20]!r} is not a non-negative integer or '-'")
+    if fields.latency:
+        lat = _lookup(obj, fields.latency)
+        if lat is not _MISSING and lat is not None and not _nonneg_number(lat):
+            return Rejected("bad_latency", f"{fields.latency} {str(lat)[:20]!r} is not a non-negative number")
+    return ts, obj
+
+
+def _valid_status(v) -> bool:
+    if type(v) is int:
+        return 100 <= v <= 599
+    if type(v) is str and len(v) == 3 and v.isascii() and v.isdigit():
+        return 100 <= int(v) <= 599
+    return False
+
+
+def _nonneg_int(v) -> bool:
+    if type(v) is int:
+        return v >= 0
+    return type(v) is str and v.isascii() and v.isdigit()
+
+
+def _nonneg_number(v) -> bool:
+    t = type(v)
+    if t is int or t is float:
+        return math.isfinite(v) and v >= 0
+    if t is str:
+        try:
+            f = float(v)
+        except ValueError:
+            return False
+        return math.isfinite(f) and f >= 0
+    return False
