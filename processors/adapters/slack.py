@@ -165,7 +165,7 @@ class _SecretResponseRedactor(logging.Filter):
         except Exception:  # a malformed record is not ours to fix
             return True
         if "SecretString" in message or "SecretBinary" in message:
-            record.msg, record.args = "Response body: <redacted by Sieve: contains a secret value>", ()
+            record.msg, record.args = "<redacted by Sieve: a Secrets Manager request or response body>", ()
         return True
 
 
@@ -175,14 +175,16 @@ _http_logger = logging.getLogger(f"{__name__}.http")  # slack-sdk's WebhookClien
 for _log in (logger, _http_logger):
     _log.addFilter(_MASKER)
 
-_redactor_lock = threading.Lock()
-
 
 def _install_botocore_redactor() -> None:
-    with _redactor_lock:
-        target = logging.getLogger("botocore.parsers")
+    """botocore's DEBUG logs dump request params and response bodies, secret values included."""
+    for name in ("botocore.parsers", "botocore.endpoint"):
+        target = logging.getLogger(name)
         if not any(isinstance(f, _SecretResponseRedactor) for f in target.filters):
             target.addFilter(_SecretResponseRedactor())
+
+
+_install_botocore_redactor()
 
 
 # --- retry handlers (slack-sdk's, with an injectable sleep and a bounded Retry-After) -------
@@ -357,7 +359,6 @@ class SlackWebhookNotifier:
         self.secret_max_age = secret_max_age
         self._secrets = None
         if secret_id and not webhook_url:
-            _install_botocore_redactor()
             self._secrets = secrets_provider or SecretsProvider()
         self.idempotency_table = idempotency_table
         self.failure_queue_url = failure_queue_url
