@@ -58,6 +58,7 @@ from slack_sdk.http_retry import (
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from processors.core.slack_blocks import delivery_key, render
 from processors.errors import ConfigError, SieveError
 
 logger = logging.getLogger(__name__)
@@ -460,8 +461,6 @@ class SlackWebhookNotifier:
 
     def post_report(self, report, *, max_rows: int = 10) -> Delivery:
         """Render a WindowReport and send it keyed by rule#window#digest."""
-        from processors.core.slack_blocks import delivery_key, render
-
         return self.send(render(report, max_rows=max_rows), idempotency_key=delivery_key(report))
 
     # --- internals ------------------------------------------------------------------------
