@@ -16,8 +16,9 @@ way, so a partial's size is bounded whatever keys arrive.
 
 Merge. For each key held by any partial: value = sum over partials of (its value there, or that
 partial's floor if it is approximate and lacks the key); error = the same sum of errors/floors.
-So every reported value v satisfies `true <= v <= true + error_bound`; with only exact partials it
-is exact. Ranking is by value descending, ties broken by the key tuple ascending; integer values
+So every reported value v satisfies `true <= v <= true + error_bound`, and no contributor left out
+of every partial has a true value above `error_bound` (it is also at least the sum of the
+approximate partials' floors); with only exact partials everything is exact and the bound is 0. Ranking is by value descending, ties broken by the key tuple ascending; integer values
 are summed as ints and floats with math.fsum, so the result does not depend on partial order.
 """
 
@@ -325,7 +326,8 @@ def merge(partials: Iterable[WindowAggregate], top: int = 10) -> TopNReport:
         sum=_exact_sum([p.sum for p in parts]),
         total_events=sum(p.total_events for p in parts),
         approximate=bool(approx_parts),
-        error_bound=max((e for _, _, e in scored), default=0) if approx_parts else 0,
+        error_bound=max(max((e for _, _, e in scored), default=0), _exact_sum([p.floor for p in approx_parts]))
+        if approx_parts else 0,
         shards=tuple(sorted({p.shard for p in parts})),
     )
 

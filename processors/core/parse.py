@@ -221,7 +221,7 @@ def parse_clf(line: str) -> tuple[int, ClfRecord] | Rejected:
     if n == 3:
         pass
     elif n == 2:
-        parts.append("")
+        parts.append(None)  # HTTP/0.9: no protocol
     else:
         return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD PATH [PROTOCOL]'")
     if not parts[1] or not parts[0].isalpha():

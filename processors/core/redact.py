@@ -109,12 +109,13 @@ def _card(match: re.Match[str], _: "Redactor") -> str | None:
         pos += len(g) + 1
     out, i, last = [], 0, 0
     while i < len(groups):
-        found = None
-        for j in range(len(groups) - 1, i - 1, -1):
-            digits = "".join(groups[i : j + 1])
-            if 13 <= len(digits) <= 19 and digits[0] in "23456" and luhn_ok(digits):
-                found = j
+        found, digits = None, ""
+        for j in range(i, len(groups)):  # grow the span while it can still be a card (<= 19 digits)
+            digits += groups[j]
+            if len(digits) > 19:
                 break
+            if len(digits) >= 13 and digits[0] in "23456" and luhn_ok(digits):
+                found = j  # keep the longest
         if found is None:
             i += 1
             continue
@@ -141,21 +142,26 @@ def _ipv4(match: re.Match[str], redactor: "Redactor") -> str | None:
 
 def _ipv6(match: re.Match[str], redactor: "Redactor") -> str | None:
     """IPv6 candidates are loose (`[hex:.]` runs with two colons); find the longest valid address
-    inside, trimming at most a few characters glued on either side."""
+    inside, trimming hex digits glued on either side (a group has at most 4)."""
     cand = match.group(0)
     n = len(cand)
-    for trim in range(0, 9):
-        for left in range(0, trim + 1):
-            right = trim - left
-            piece = cand[left : n - right]
-            if piece.count(":") < 2:
-                continue
-            try:
-                addr = ipaddress.IPv6Address(piece)
-            except ValueError:
-                continue
-            norm = str(addr.ipv4_mapped) if addr.ipv4_mapped else addr.compressed
-            return cand[:left] + _ip_pseudonym(norm, redactor) + cand[n - right :]
+    groups = cand.split(":")
+    # hex glued onto the first/last group makes it longer than 4 digits: trim exactly that much
+    lefts = sorted({0, max(0, len(groups[0]) - 4), *range(0, 5)})
+    last = groups[-1]
+    rights = sorted({0, max(0, len(last) - 4) if "." not in last else 0, *range(0, 5)})
+    for left, right in sorted(((a, b) for a in lefts for b in rights), key=lambda ab: (ab[0] + ab[1], ab)):
+        if left + right >= n:
+            continue
+        piece = cand[left : n - right]
+        if piece.count(":") < 2:
+            continue
+        try:
+            addr = ipaddress.IPv6Address(piece)
+        except ValueError:
+            continue
+        norm = str(addr.ipv4_mapped) if addr.ipv4_mapped else addr.compressed
+        return cand[:left] + _ip_pseudonym(norm, redactor) + cand[n - right :]
     return None
 
 
@@ -208,7 +214,7 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "aws-secret-key",
-        r"(?<![A-Za-z0-9/+=_\-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_\-])",
+        r"(?<![A-Za-z0-9/+_\-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+_\-])",
         check=_aws_secret_shape,
     ),
     Pattern(
@@ -220,7 +226,7 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "secret-param",
-        r"(?P<name>(?:[A-Za-z0-9]+[_.-])*(?:" + _SECRET_NAMES + r"))" + _SEP + _NOT_MARKER + r"[^\s&\"',;}]+",
+        r"(?P<name>(?:[A-Za-z0-9]{1,24}[_.-]){0,3}(?:" + _SECRET_NAMES + r"))" + _SEP + _NOT_MARKER + r"[^\s&\"',;}]+",
         r"\g<name>\g<sep>" + marker("secret-param"),
         re.IGNORECASE,
     ),

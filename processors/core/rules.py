@@ -141,7 +141,7 @@ def _key_text(v: Any) -> str:
         s = orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
     if len(s) > MAX_KEY_CHARS:
         digest = hashlib.blake2b(s.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
-        s = s[: MAX_KEY_CHARS - 20] + "\u2026#" + digest
+        s = s[: MAX_KEY_CHARS - 18] + "\u2026#" + digest
     return s
 
 

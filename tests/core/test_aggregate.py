@@ -1,0 +1,229 @@
+"""WindowAggregate, merge, windows and the Accumulator: exactness, tie-breaks, bounds, state size."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processors.core.aggregate import (DEFAULT_CAPACITY, DEFAULT_MAX_STATE_BYTES, Accumulator, Watermark,
+                                       WindowAggregate, merge, window_of)
+from processors.core.decode import LogEvent
+from processors.core.rules import compile_rule
+from processors.core.types import Contributor, Window
+
+W = Window(1709546400, 1709546460)
+
+
+def agg(shard="s1", capacity=DEFAULT_CAPACITY, aggregate_on="Count", keys=("client",)):
+    return WindowAggregate("r", W, keys, aggregate_on, shard, capacity)
+
+
+def feed(a, items):
+    for k, v in items:
+        a.observe(W.start)
+        a.add(k, v)
+    return a
+
+
+def zipf_stream(n, distinct, seed, weight=lambda r: 1):
+    rng = random.Random(seed)
+    return [((f"10.0.{(x := int(distinct * rng.random() ** 3)) // 256}.{x % 256}",), weight(rng)) for _ in range(n)]
+
+
+def test_exact_counts_and_report_metrics():
+    a = feed(agg(), [(("a",), 1), (("b",), 1), (("a",), 1), (("c",), 1), (("a",), 1), (("b",), 1)])
+    r = a.report(top=2)
+    assert r.contributors == (Contributor(("a",), 3), Contributor(("b",), 2))
+    assert (r.unique_contributors, r.max_contributor_value, r.sample_count, r.sum, r.total_events) == (3, 3, 6, 6, 6)
+    assert not r.approximate and r.error_bound == 0 and r.shards == ("s1",)
+
+
+def test_ties_break_by_key_tuple():
+    a = feed(agg(keys=("p", "s")), [(("/b", "500"), 2), (("/a", "503"), 2), (("/a", "500"), 2), (("/c", "500"), 5)])
+    assert [c.keys for c in a.report(top=3).contributors] == [("/c", "500"), ("/a", "500"), ("/a", "503")]
+
+
+def test_merge_across_shards_equals_single_pass():
+    items = zipf_stream(20_000, 3000, seed=3, weight=lambda r: r.randrange(0, 5000))
+    single = feed(agg("all", aggregate_on="Sum"), items)
+    shards = [agg(f"shard-{i}", aggregate_on="Sum") for i in range(4)]
+    for i, it in enumerate(items):
+        feed(shards[hash(it[0]) % 4 if i % 3 else i % 4], [it])
+    merged = merge(shards, top=25)
+    alone = single.report(top=25)
+    truth = Counter()
+    for k, v in items:
+        truth[k] += v
+    expected = sorted(truth.items(), key=lambda kv: (-kv[1], kv[0]))[:25]
+    assert [(c.keys, c.value) for c in merged.contributors] == expected
+    assert merged.contributors == alone.contributors
+    assert (merged.unique_contributors, merged.sample_count, merged.sum, merged.total_events) == \
+           (len(truth), len(items), sum(truth.values()), len(items))
+    assert merged.shards == ("shard-0", "shard-1", "shard-2", "shard-3")
+
+
+def test_overflow_turns_approximate_with_a_true_error_bound():
+    items = zipf_stream(60_000, 20_000, seed=5)
+    truth = Counter()
+    for k, v in items:
+        truth[k] += v
+    shards = [agg(f"s{i}", capacity=300) for i in range(3)]
+    for i, it in enumerate(items):
+        feed(shards[i % 3], [it])
+    r = merge(shards, top=20)
+    assert r.approximate and r.error_bound > 0
+    assert r.sample_count == len(items) and r.sum == len(items)  # these stay exact
+    assert r.unique_contributors >= len(truth)  # an upper bound once approximate
+    for c in r.contributors:
+        assert truth[c.keys] <= c.value <= truth[c.keys] + r.error_bound, c
+    # the real heaviest hitters are found: anything whose true count beats the bound is reported
+    reported = {c.keys for c in r.contributors}
+    for k, v in sorted(truth.items(), key=lambda kv: -kv[1])[:20]:
+        if v > r.contributors[-1].value + r.error_bound:
+            assert k in reported
+    held = set().union(*(s.values for s in shards))
+    for k, v in truth.items():
+        if k not in held:
+            assert v <= r.error_bound
+
+
+def test_per_partial_space_saving_bounds():
+    items = zipf_stream(30_000, 10_000, seed=9)
+    truth = Counter()
+    for k, v in items:
+        truth[k] += v
+    a = feed(agg(capacity=200), items)
+    assert a.approximate and len(a.values) == 200
+    for k, v in a.values.items():
+        assert truth[k] <= v <= truth[k] + a.error_of(k)
+    bound = a.report(1).error_bound
+    for k in truth:
+        if k not in a.values:
+            assert truth[k] <= a.floor <= bound
+
+
+def test_serialisation_round_trip_and_determinism():
+    items = zipf_stream(5_000, 800, seed=1)
+    a = feed(agg(), items)
+    b = feed(agg(), list(reversed(items)))
+    assert a.to_bytes() == b.to_bytes()  # exact mode: content only, not arrival order
+    c = WindowAggregate.from_bytes(a.to_bytes())
+    assert c == a and c.report(10) == a.report(10)
+    # continuing after a restore behaves exactly like never stopping
+    more = zipf_stream(5_000, 5_000, seed=2)
+    small, restored = feed(agg(capacity=300), items), None
+    restored = WindowAggregate.from_bytes(small.to_bytes())
+    feed(small, more)
+    feed(restored, more)
+    assert small.to_bytes() == restored.to_bytes()
+
+
+def test_from_bytes_rejects_garbage():
+    for blob in (b"", b"not zlib", __import__("zlib").compress(b"[1]"), __import__("zlib").compress(b'{"v": 9}')):
+        with pytest.raises(ValueError):
+            WindowAggregate.from_bytes(blob)
+
+
+def test_state_is_bounded_at_one_million_distinct_keys():
+    a = agg()
+    for i in range(1_000_000):
+        a.add((f"{10 + i % 200}.{(i // 200) % 256}.{(i // 51200) % 256}.{i % 251}",), 1)
+    blob = a.to_bytes()
+    assert a.approximate and len(a.values) == DEFAULT_CAPACITY
+    assert len(blob) <= DEFAULT_MAX_STATE_BYTES <= 1_000_000
+    assert a.report(5).sample_count == 1_000_000
+
+
+def test_byte_budget_holds_for_huge_keys():
+    rng = random.Random(4)
+    a = agg(keys=("a", "b", "c", "d"))
+    for _ in range(3000):
+        a.add(tuple("".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(250)) for _ in range(4)), 1)
+    blob = a.to_bytes(max_bytes=100_000)
+    assert len(blob) <= 100_000 and a.approximate and 0 < len(a.values) < 3000
+    assert WindowAggregate.from_bytes(blob) == a
+    r = a.report(3)
+    assert r.sample_count == 3000 and r.error_bound >= 1
+
+
+def test_merge_rejects_mixed_inputs():
+    with pytest.raises(ValueError):
+        merge([])
+    other = WindowAggregate("r", Window(0, 60), ("client",))
+    with pytest.raises(ValueError):
+        merge([agg(), other])
+    with pytest.raises(ValueError):
+        merge([agg()], top=0)
+
+
+_partial_items = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f"]),
+                                    st.one_of(st.integers(0, 50), st.floats(0, 1e6, allow_nan=False))), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_partial_items, min_size=1, max_size=5), st.randoms(use_true_random=False), st.integers(1, 4))
+def test_merge_is_order_independent(parts, rnd, capacity):
+    partials = []
+    for i, items in enumerate(parts):
+        p = agg(f"s{i % 3}", capacity=capacity, aggregate_on="Sum")
+        feed(p, [((k,), v) for k, v in items])
+        partials.append(p)
+    shuffled = partials[:]
+    rnd.shuffle(shuffled)
+    assert merge(partials, top=4) == merge(shuffled, top=4)
+
+
+def test_window_of_and_watermark():
+    assert window_of(1709546459.9, 60) == W and window_of(1709546460, 60) == Window(1709546460, 1709546520)
+    wm = Watermark(60, allowed_lateness=30)
+    assert wm.classify(1709546410) == "on_time"
+    assert wm.classify(1709546489) == "on_time"  # W closes at end + 30 = ...490
+    assert not wm.is_closed(W)
+    assert wm.classify(1709546490) == "on_time" and wm.is_closed(W)
+    assert wm.classify(1709546459) == "late" and wm.late[W] == 1
+    assert wm.closed_windows([Window(1709546460, 1709546520), W]) == [W]
+
+
+CLF = compile_rule({"Schema": {"Name": "CloudWatchLogRule", "Version": 1}, "LogGroupNames": ["/web*"],
+                    "LogFormat": "CLF", "Fields": {"6": "status"},
+                    "Contribution": {"Keys": ["path"], "Filters": [{"Match": "status", "GreaterThan": 499}]},
+                    "AggregateOn": "Count"}, "errors")
+JSON = compile_rule({"Schema": {"Name": "CloudWatchLogRule", "Version": 1}, "LogGroupNames": ["/api"],
+                     "LogFormat": "JSON", "Contribution": {"Keys": ["$.path"]}, "AggregateOn": "Count"}, "paths")
+
+
+def line(ts, path, status):
+    from datetime import datetime, timezone
+    t = datetime.fromtimestamp(ts, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    return f'1.2.3.4 - - [{t}] "GET {path} HTTP/1.1" {status} 10'
+
+
+def test_accumulator_routes_by_format_and_log_group_and_counts_rejects():
+    acc = Accumulator([CLF, JSON], period=60, shard="shardId-0")
+    acc.add_line(line(W.start + 1, "/a", 500))
+    acc.add_line(line(W.start + 2, "/a", 200))
+    acc.add_event(LogEvent(line(W.start + 3, "/b", 503), 1, "/web/access", "s", "e1"))
+    acc.add_event(LogEvent(line(W.start + 4, "/c", 503), 1, "/other", "s", "e2"))  # no rule for that group
+    acc.add_event(LogEvent('{"path": "/j"}', (W.start + 5) * 1000, "/api", "s", "e3"))  # time from CWL
+    acc.add_line('{"path": "/k"}')  # JSON without any time
+    acc.add_line("garbage")
+    reps = {r.rule: r for r in acc.reports()}
+    assert reps["errors"].contributors == (Contributor(("/a",), 1), Contributor(("/b",), 1))
+    assert reps["errors"].total_events == 3 and reps["errors"].shards == ("shardId-0",)
+    assert reps["paths"].contributors == (Contributor(("/j",), 1),)
+    assert acc.stats.rejected == Counter({"missing_timestamp": 1, "malformed_line": 2, "bad_json": 3})
+    assert acc.stats.events == 7 and acc.stats.parsed == 4
+
+
+def test_accumulator_counts_late_events_in_their_window():
+    acc = Accumulator([CLF], period=60, allowed_lateness=0)
+    acc.add_line(line(W.start + 1, "/a", 500))
+    acc.add_line(line(W.end + 5, "/a", 500))
+    acc.add_line(line(W.start + 2, "/late", 500))
+    assert acc.stats.late == 1
+    p = acc.partials[("errors", W)]
+    assert p.late_events == 1 and p.sample_count == 1

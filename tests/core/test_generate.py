@@ -1,0 +1,133 @@
+"""The generator's ground truth equals what the engine computes over its file (CLI end to end)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import orjson
+import pytest
+
+from processors.cli import main
+from processors.core.generate import AccessLogGenerator, GeneratorConfig, IncidentSpec, parse_incident
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ["errors-by-path", "404-by-client", "bytes-by-client"]
+
+
+def gen(tmp_path, *extra, name="access.log", fmt="combined"):
+    out = tmp_path / name
+    rc = main(["gen", "access-log", "--seed", "11", "--lines", "30000", "--duration", "1800", "--out", str(out),
+               "--format", fmt, "--incident", "burst500", "--incident", "scan404:count=150",
+               "--incident", "slow_upstream:at=600,count=120,duration=90", "--incident", "bytes_hog:count=20", *extra])
+    assert rc == 0
+    return out, orjson.loads(Path(str(out) + ".truth.json").read_bytes())
+
+
+def topn(capsys, rule_dir, *files, top=10):
+    args = ["topn", "--json", "--top", str(top)]
+    for r in RULES:
+        args += ["--rule", str(rule_dir / f"{r}.json")]
+    capsys.readouterr()
+    assert main(args + [str(f) for f in files]) == 0
+    return orjson.loads(capsys.readouterr().out)
+
+
+def assert_truth_matches(truth, result):
+    by_rule = {}
+    for rep in result["reports"]:
+        by_rule.setdefault(rep["rule"], {})[rep["window"]["start"]] = rep
+    for rule in RULES:
+        expected = truth["rules"][rule]
+        assert len(expected) == len(by_rule[rule]) == truth["duration"] // truth["period"]
+        for win in expected:
+            got = by_rule[rule][win["window"][0]]
+            assert got["contributors"] == win["top"], (rule, win["window"])
+            for field in ("unique_contributors", "max_contributor_value", "sample_count", "sum", "total_events"):
+                assert got[field] == win[field], (rule, win["window"], field)
+            assert got["approximate"] is False
+
+
+@pytest.mark.parametrize("fmt,rule_dir", [("combined", ROOT / "rules"), ("json", ROOT / "rules" / "json")])
+def test_truth_equals_engine(tmp_path, capsys, fmt, rule_dir):
+    log, truth = gen(tmp_path, fmt=fmt, name=f"access.{fmt}")
+    result = topn(capsys, rule_dir, log)
+    assert result["stats"]["rejected"] == {} and result["stats"]["parsed"] == 30000
+    assert_truth_matches(truth, result)
+    # every incident is in the top of its rule in its window(s)
+    tops = {(r["rule"], r["window"]["start"]): r["contributors"] for r in result["reports"]}
+    for inc in truth["incidents"]:
+        assert inc["windows"] and sum(w["incident_lines"] for w in inc["windows"]) == inc["count"]
+        for w in inc["windows"]:
+            top = tops[(inc["rule"], w["window"][0])]
+            assert top[0]["keys"] == inc["rule_keys"] and top[0]["value"] == w["rule_value"] >= w["incident_lines"]
+
+
+def test_incident_lines_have_the_labelled_shape(tmp_path):
+    log, truth = gen(tmp_path)
+    text = log.read_text()
+    inc = {i["kind"]: i for i in truth["incidents"]}
+    assert text.count('"POST /api/v1/checkout HTTP/1.1" 500 ') >= inc["burst500"]["count"]
+    assert sum(1 for ln in text.splitlines() if ln.startswith("198.51.100.77 ") and '" 404 ' in ln) == 150
+    assert text.count("/api/v1/inventory HTTP/1.1\" 504 ") == 120
+    assert inc["slow_upstream"]["start"] == truth["start"] + 600
+    assert any(ln.startswith("2001:db8:") for ln in text.splitlines())  # IPv6 clients
+    assert '\\"Quoted\\"' in text  # escaped quotes in a user agent
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes():
+    def digest(seed):
+        g = AccessLogGenerator(GeneratorConfig(seed=seed, lines=3000, incidents=(IncidentSpec("burst500"),)))
+        return hashlib.sha256("\n".join(g.lines()).encode()).hexdigest(), g.truth()
+
+    a, b, c = digest(5), digest(5), digest(6)
+    assert a == b and a[0] != c[0]
+
+
+def test_time_zone_option_keeps_the_truth(tmp_path, capsys):
+    log, truth = gen(tmp_path, "--tz", "-0700", name="tz.log")
+    assert "-0700]" in log.read_text()[:200]
+    assert_truth_matches(truth, topn(capsys, ROOT / "rules", log))
+
+
+def test_gzip_and_cloudwatch_payload_files(tmp_path, capsys):
+    log, truth = gen(tmp_path)
+    lines = log.read_text().splitlines()
+    gz = tmp_path / "part1.log.gz"
+    gz.write_bytes(gzip.compress("\n".join(lines[:10000]).encode() + b"\n"))
+    cwl = tmp_path / "part2.cwl.json"
+    payloads = [orjson.dumps({"messageType": "CONTROL_MESSAGE", "logGroup": "", "logStream": "", "logEvents": []})]
+    for i in range(10000, len(lines), 5000):
+        payloads.append(orjson.dumps({"messageType": "DATA_MESSAGE", "logGroup": "/sieve/access/web", "logStream": "w1",
+                                      "logEvents": [{"id": str(j), "timestamp": 0, "message": m}
+                                                    for j, m in enumerate(lines[i:i + 5000])]}))
+    cwl.write_bytes(b"\n".join(payloads) + b"\n")
+    result = topn(capsys, ROOT / "rules", gz, cwl)
+    assert result["stats"]["skipped"] == {"control_message": 1}
+    assert_truth_matches(truth, result)
+
+
+def test_bad_incident_and_options_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="unknown incident kind 'meteor'"):
+        parse_incident("meteor")
+    with pytest.raises(ValueError, match="count must be >= 1"):
+        parse_incident("burst500:count=0")
+    assert main(["gen", "access-log", "--out", str(tmp_path / "x"), "--incident", "burst500:when=3"]) == 2
+    assert "expected at=, count= or duration=" in capsys.readouterr().err
+    assert main(["gen", "access-log", "--out", str(tmp_path / "x"), "--lines", "10", "--incident", "burst500"]) == 2
+    assert "incidents need 40 lines" in capsys.readouterr().err
+    assert main(["gen", "access-log", "--out", str(tmp_path / "x"), "--tz", "PST"]) == 2
+
+
+def test_topn_reports_bad_rules_and_lines(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"Schema": {"Name": "CloudWatchLogRule", "Version": 1}, "LogGroupNames": ["x"], '
+                   '"LogFormat": "CLF", "Contribution": {"Keys": ["path"]}, "AggregateOn": "Sum"}')
+    log = tmp_path / "a.log"
+    log.write_text("garbage\n\n1.2.3.4 - - [04/Mar/2024:10:00:00 +0000] \"GET /x HTTP/1.1\" 500 5\n")
+    assert main(["topn", "--rule", str(bad), str(log)]) == 2
+    assert "Contribution.ValueOf: is required when AggregateOn is Sum" in capsys.readouterr().err
+    assert main(["topn", "--rule", str(ROOT / "rules" / "errors-by-path.json"), str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "/x" in out and "malformed_line 1" in out and "blank_lines 1" in out
