@@ -77,10 +77,11 @@ import threading
 import time
 import uuid
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import boto3
 import orjson
@@ -583,24 +584,35 @@ class Runner:
         """One pass: refresh shard lists when due, then at most one fetch and one invoke per shard."""
         report = PollReport()
         for ms in self._mappings:
-            try:
+            with self._aws_errors(ms, None, report):
                 self._maybe_refresh(ms)
-                for sh in sorted(ms.shards.values(), key=lambda s: s.shard_id):
-                    if sh.checkpoint.drained or not self._parents_done(ms, sh):
-                        continue
+            for sh in sorted(ms.shards.values(), key=lambda s: s.shard_id):
+                if sh.checkpoint.drained or not self._parents_done(ms, sh):
+                    continue
+                with self._aws_errors(ms, sh, report):
                     self._step(ms, sh, report)
-            except EndpointConnectionError as exc:
-                raise ServiceError(
-                    f"mapping {ms.key!r}: cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')} "
-                    "(is the local stack up? `sieve up`)"
-                ) from exc
-            except (ClientError, BotoCoreError) as exc:
-                msg = f"mapping {ms.key!r}: {exc}"
-                log.error("poll failed: %s", msg, extra={"mapping": ms.key})
-                report.errors.append(msg)
-                report.waiting = True
         report.pending = sum(sh.pending() for ms in self._mappings for sh in ms.shards.values())
         return report
+
+    @contextmanager
+    def _aws_errors(self, ms: _MappingState, sh: _ShardState | None, report: PollReport) -> Iterator[None]:
+        """An unreachable endpoint stops the runner (ServiceError); any other AWS error is logged,
+        reported and retried on the next pass, without holding up the other shards."""
+        try:
+            yield
+        except EndpointConnectionError as exc:
+            raise ServiceError(
+                f"mapping {ms.key!r}: cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')} "
+                "(is the local stack up? `sieve up`)"
+            ) from exc
+        except (ClientError, BotoCoreError) as exc:
+            where = f"mapping {ms.key!r}" + (f" shard {sh.shard_id}" if sh else "")
+            msg = f"{where}: {exc}"
+            log.error("poll failed: %s", msg, extra={"mapping": ms.key, "shard": sh.shard_id if sh else None})
+            report.errors.append(msg)
+            report.waiting = True
+            if sh is not None:
+                sh.iterator = None  # start again from what is known on the next pass
 
     def run(self, stop_event: threading.Event) -> None:
         """Poll until `stop_event` is set, resting `poll_interval_seconds` when there is nothing to do."""

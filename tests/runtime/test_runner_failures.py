@@ -182,7 +182,7 @@ def test_bisect_splits_a_failing_batch_down_to_the_poison_record(kinesis, sqs, s
     info = msg["KinesisBatchInfo"]
     assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (s[4], s[4], 1)
     assert msg["requestContext"]["approximateInvokeCount"] == 2
-    delivered_ok = [q for b, ev in zip(rec.batches(), rec.events) for q in b if q != s[4]]
+    delivered_ok = [q for b in rec.batches() for q in b if q != s[4]]
     assert sorted(set(delivered_ok), key=int) == [q for q in s if q != s[4]]
 
 
@@ -290,4 +290,15 @@ def test_a_stream_that_does_not_exist_is_a_clear_error(aws, store):
 
     m = mapping(Recorder(), "arn:aws:kinesis:us-east-1:123456789012:stream/missing")
     with pytest.raises(EventSourceError, match="does not exist"):
+        Runner([m], store).poll_once()
+
+
+def test_an_unreachable_endpoint_is_a_service_error(aws, store, monkeypatch):
+    from processors.errors import ServiceError
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    m = mapping(Recorder(), "arn:aws:kinesis:us-east-1:123456789012:stream/events")
+    with pytest.raises(ServiceError, match="cannot reach"):
         Runner([m], store).poll_once()

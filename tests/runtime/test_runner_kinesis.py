@@ -168,3 +168,14 @@ def test_handler_given_as_a_dotted_path(kinesis, store, tmp_path, monkeypatch):
     monkeypatch.setenv("SIEVE_TEST_OUT", str(out))
     runner_for([mapping("tests.runtime.handlers.append_records", arn)], store).run_until_idle(10)
     assert handlers.read_seen(out) == [("shardId-000000000000", "1", b"x"), ("shardId-000000000000", "2", b"y")]
+
+
+def test_every_invoke_is_logged_with_structured_fields(kinesis, store, caplog):
+    arn = make_stream(kinesis)
+    written = put(kinesis, arn, [b"secret-token=abc", b"two"])
+    caplog.set_level("INFO", logger="sieve.runner")
+    runner_for([mapping(Recorder(), arn)], store).run_until_idle(10)
+    [entry] = [r for r in caplog.records if r.getMessage().startswith("invoke ")]
+    assert (entry.mapping, entry.shard, entry.batch_size) == ("test-mapping", written[0][0], 2)
+    assert (entry.first_sequence, entry.last_sequence, entry.outcome) == (written[0][1], written[1][1], "success")
+    assert all("secret-token" not in r.getMessage() for r in caplog.records), "record data never reaches the log"

@@ -73,6 +73,7 @@ def test_sigkilled_runner_resumes_from_its_checkpoint(kinesis, tmp_path, monkeyp
     delivered = Counter((shard, seq) for shard, seq, _ in seen)
     assert set(delivered) == set(written), "nothing lost"
     duplicates = [key for key, n in delivered.items() if n > 1]
+    print(f"restart: {len(first_run)} delivered before SIGKILL, {len(second_run)} after, {len(duplicates)} twice")
     assert len(duplicates) <= BATCH, f"more than the in-flight batch came twice: {len(duplicates)}"
     assert all(n <= 2 for n in delivered.values())
     for run in (first_run, second_run):
