@@ -60,6 +60,7 @@ class SampleTemplate:
     id: str  # "G1.S2"
     template: str
     count: int  # sample lines of the group that collapse into this template
+    clients: int = 0  # distinct IP pseudonyms among those lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<TIME>"),
     (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<HEX>"),
     (re.compile(r"(?<=/)\d+(?=[/?;#\s\"']|$)"), "<NUM>"),
-    (re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])|\b\d{4,}\b"), "<NUM>"),
+    (re.compile(r"(?<![\w./])\d+\.\d+(?![\w.])|\b\d{4,}\b"), "<NUM>"),
 )
 
 
@@ -138,10 +139,49 @@ def _sha(s: str) -> str:
     return hashlib.sha256(s.encode()).hexdigest()
 
 
+_IP = re.compile(r"ip-[0-9a-f]{6}")
+
+
+_VARIABLE = re.compile(r"<(?:NUM|HEX)>|\d+")
+
+
+def _coarse(token: str) -> str:
+    """A token's shape: digits and masked numbers alike, any IP pseudonym alike."""
+    return _VARIABLE.sub("<NUM>", _IP.sub("ip-*", token))
+
+
+def _merge(lines: list[str]) -> str:
+    """Lines with the same shape (token count, tokens equal up to digits and IP pseudonyms):
+    keep the tokens they all share, mask the positions where they differ."""
+    columns = zip(*(line.split(" ") for line in lines))
+    out = []
+    for col in columns:
+        first = col[0]
+        if all(t == first for t in col):
+            out.append(first)
+        else:
+            out.append(_coarse(first))
+    return " ".join(out)
+
+
 def choose_samples(lines: Sequence[str], redactor: Redactor, n: int, max_chars: int, gid: str) -> tuple[SampleTemplate, ...]:
-    templates = Counter(_cut(template_of(redactor.redact(_precut(line)).text), max_chars) for line in lines)
-    ranked = sorted(templates.items(), key=lambda kv: (-kv[1], _sha(kv[0])))
-    return tuple(SampleTemplate(f"{gid}.S{i}", t, c) for i, (t, c) in enumerate(ranked[:n], start=1))
+    """Redact, mask, collapse lines of the same shape, rank by count then sha256, keep n."""
+    if n <= 0 or not lines:
+        return ()
+    shapes: dict[tuple[str, ...], list[str]] = {}
+    for line in lines:
+        t = template_of(redactor.redact(_precut(line)).text)
+        t = " ".join(t.split())
+        shapes.setdefault(tuple(_coarse(tok) for tok in t.split(" ")), []).append(t)
+    merged: list[tuple[str, int, int]] = []
+    for members in shapes.values():
+        template = _cut(_merge(sorted(members)), max_chars)
+        clients = len({ip for m in members for ip in _IP.findall(m)})
+        merged.append((template, len(members), clients))
+    ranked = sorted(merged, key=lambda m: (-m[1], _sha(m[0])))
+    return tuple(
+        SampleTemplate(f"{gid}.S{i}", t, c, clients) for i, (t, c, clients) in enumerate(ranked[:n], start=1)
+    )
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -177,7 +217,8 @@ def _group_lines(g: DigestGroup, with_samples: int) -> list[str]:
     if g.samples:
         out.append(f"  sample templates ({g.sample_lines} lines sampled):")
         for s in g.samples[:with_samples]:
-            out.append(f"  [{s.id}] x{s.count} {s.template}")
+            who = f" from {s.clients} clients" if s.clients > 1 else ""
+            out.append(f"  [{s.id}] x{s.count}{who}: {s.template}")
     return out
 
 

@@ -80,14 +80,12 @@ def system_prompt(language: str = "en") -> str:
 
 def neutralise(data: str) -> str:
     """Make quoted data unable to open or close the data block."""
-    data = _MARKER_WORDS.sub(lambda m: f"sieve-data-{m.group(1)}-quoted", data)
+    data = _MARKER_WORDS.sub(lambda m: f"sieve_data_{m.group(1)}", data)
     return _ANGLES.sub(lambda m: m.group(0)[0] * 2, data)
 
 
 def quote(data: str) -> str:
-    lines = neutralise(data).replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = neutralise(data).splitlines() or [""]  # every Unicode line break, not only \n
     return "\n".join(LINE_PREFIX + line for line in lines)
 
 
