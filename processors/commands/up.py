@@ -79,6 +79,7 @@ def run_up(args) -> int:
         rc = subprocess.call(["bash", str(ROOT / "localstack" / "opensearch.sh"), "start"])
         if rc != 0:
             raise ServiceError(f"localstack/opensearch.sh start failed (exit {rc}); see its output above")
+        (services.state_dir() / "opensearch.started").write_text("started by sieve up\n")
     if "models" in extras:
         start_models(loaded.config, console)
     env_file = services.state_dir() / "env"
@@ -105,7 +106,8 @@ def start_models(cfg, console: Console) -> str:
 def run_down(args) -> int:
     for name in services.started_services():
         print(f"{name}: {services.stop(name)}")
-    script = ROOT / "localstack" / "opensearch.sh"
-    if script.exists():
-        subprocess.call(["bash", str(script), "stop"])
+    marker = services.state_dir() / "opensearch.started"
+    if marker.exists():  # only a node that `up --with opensearch` started
+        subprocess.call(["bash", str(ROOT / "localstack" / "opensearch.sh"), "stop"])
+        marker.unlink()
     return 0

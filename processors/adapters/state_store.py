@@ -1,0 +1,170 @@
+"""The log pipeline's state in one DynamoDB table (pk, sk, expires_at TTL).
+
+  pk                               sk                                what
+  partial#<rule>#<window start>    <shard>#<first seq>#<last seq>    one shard's partial aggregate (zlib blob)
+  open#<rule>                      <window start, 12 digits>         a window that has partials not yet finalised
+  progress                         <shard>                           max event time flushed from that shard
+  report#<rule>                    <window start, 12 digits>         the finalised TopNReport (JSON) and what was done
+  selected#<rule>                  <contributor key>                 when a key was last selected, with its value
+
+Partials are keyed by shard and sequence range and written with attribute_not_exists, so a
+redelivered or retried flush can never count the same records twice. Reports are written once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from processors.adapters import aws
+
+SEQ_WIDTH = 64
+
+
+def seq_key(seq: str) -> str:
+    """Kinesis sequence numbers are decimal strings of varying length: pad so they sort."""
+    return seq.rjust(SEQ_WIDTH, "0")
+
+
+def window_key(start: int) -> str:
+    return f"{start:012d}"
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class Partial:
+    rule: str
+    window_start: int
+    shard: str
+    first_seq: str
+    last_seq: str
+    blob: bytes
+    samples: Any
+    events: int
+    flushed_at: int
+
+
+class StateStore:
+    def __init__(self, table_name: str, *, ttl_days: int = 14, resource=None):
+        self.table = (resource or aws.session().resource("dynamodb")).Table(table_name)
+        self.ttl = ttl_days * 86400
+
+    def _expiry(self) -> int:
+        return int(time.time()) + self.ttl
+
+    # --- partials ---------------------------------------------------------------------------
+
+    def put_partial(self, p: Partial) -> bool:
+        """True if written, False if this exact shard+sequence range was already stored."""
+        item = {
+            "pk": f"partial#{p.rule}#{window_key(p.window_start)}",
+            "sk": f"{p.shard}#{seq_key(p.first_seq)}#{seq_key(p.last_seq)}",
+            "rule": p.rule, "window_start": p.window_start, "shard": p.shard,
+            "first_seq": p.first_seq, "last_seq": p.last_seq, "blob": p.blob, "samples": p.samples,
+            "events": p.events, "flushed_at": p.flushed_at, "expires_at": self._expiry(),
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+            written = True
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            written = False
+        # The open marker is idempotent too (same key, same content).
+        self.table.put_item(Item={"pk": f"open#{p.rule}", "sk": window_key(p.window_start),
+                                  "window_start": p.window_start, "expires_at": self._expiry()})
+        return written
+
+    def partials(self, rule: str, window_start: int) -> list[Partial]:
+        items = self._query(Key("pk").eq(f"partial#{rule}#{window_key(window_start)}"))
+        return [Partial(rule, int(i["window_start"]), i["shard"], i["first_seq"], i["last_seq"], bytes(i["blob"]),
+                        i.get("samples") or [], int(i["events"]), int(i["flushed_at"])) for i in items]
+
+    def open_windows(self, rule: str) -> list[int]:
+        return [int(i["window_start"]) for i in self._query(Key("pk").eq(f"open#{rule}"))]
+
+    def close_window(self, rule: str, window_start: int) -> None:
+        self.table.delete_item(Key={"pk": f"open#{rule}", "sk": window_key(window_start)})
+
+    # --- progress (watermarks) --------------------------------------------------------------
+
+    def advance_progress(self, shard: str, max_event_ms: int) -> None:
+        try:
+            self.table.update_item(
+                Key={"pk": "progress", "sk": shard},
+                UpdateExpression="SET max_event_ms = :m, updated_at = :u",
+                ConditionExpression="attribute_not_exists(max_event_ms) OR max_event_ms < :m",
+                ExpressionAttributeValues={":m": max_event_ms, ":u": int(time.time())},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+
+    def progress(self) -> dict[str, int]:
+        return {i["sk"]: int(i["max_event_ms"]) for i in self._query(Key("pk").eq("progress"))}
+
+    # --- reports ----------------------------------------------------------------------------
+
+    def put_report(self, rule: str, window_start: int, body: dict) -> bool:
+        try:
+            self.table.put_item(
+                Item={"pk": f"report#{rule}", "sk": window_key(window_start), **body, "expires_at": self._expiry()},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return True
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+
+    def update_report(self, rule: str, window_start: int, **fields: Any) -> None:
+        names = {f"#{k}": k for k in fields}
+        values = {f":{k}": v for k, v in fields.items()}
+        self.table.update_item(Key={"pk": f"report#{rule}", "sk": window_key(window_start)},
+                               UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in fields),
+                               ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+    def report(self, rule: str, window_start: int) -> dict | None:
+        return self.table.get_item(Key={"pk": f"report#{rule}", "sk": window_key(window_start)}, ConsistentRead=True).get("Item")
+
+    def reports(self, rule: str, *, before: int | None = None, limit: int = 10) -> list[dict]:
+        cond = Key("pk").eq(f"report#{rule}")
+        if before is not None:
+            cond = cond & Key("sk").lt(window_key(before))
+        resp = self.table.query(KeyConditionExpression=cond, ScanIndexForward=False, Limit=limit, ConsistentRead=True)
+        return resp.get("Items", [])
+
+    # --- selection cooldowns ----------------------------------------------------------------
+
+    def last_selected(self, rule: str) -> dict[str, dict]:
+        return {i["sk"]: i for i in self._query(Key("pk").eq(f"selected#{rule}"))}
+
+    def mark_selected(self, rule: str, keys: Iterable[tuple[str, float, int]]) -> None:
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for key, value, at in keys:
+                batch.put_item(Item={"pk": f"selected#{rule}", "sk": key, "value": _num(value), "at": at,
+                                     "expires_at": self._expiry()})
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _query(self, cond) -> list[dict]:
+        out, kw = [], {"KeyConditionExpression": cond, "ConsistentRead": True}
+        while True:
+            resp = self.table.query(**kw)
+            out.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return out
+            kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def _num(v: float):
+    from decimal import Decimal
+
+    return Decimal(str(v))
