@@ -100,10 +100,13 @@ CLF_NAMED_FIELDS = frozenset(CLF_POSITIONS.values()) | {"method", "path", "proto
 # A quoted field with backslash escapes, written as an unrolled loop (no per-char alternation).
 _Q = r'[^"\\]*(?:\\.[^"\\]*)*'
 _CLF_TAIL = r"(?: +(\S.*?))?\s*\Z"
-# Two patterns with the same groups: the fast one for lines without a backslash (almost all),
-# the escape-aware one otherwise.
+# The fast pattern (lines without a backslash, well-formed request/status/bytes: almost all) also
+# splits the request line and validates status and bytes, so the hot path does no Python-level
+# checks. Anything it refuses goes through the escape-aware pattern and named checks.
 _CLF_FAST_RE = re.compile(
-    r'(\S+) (\S+) (\S+) \[([^\]]*)\] "([^"]*)" (\S+) (\S+)(?: "([^"]*)" "([^"]*)")?(?: +(\S.*))?\Z', re.DOTALL
+    r'(\S+) (\S+) (\S+) \[([^\]]*)\] "(([A-Za-z]+) ([^" ]+)(?: ([^" ]+))?)" ([1-5][0-9][0-9]) ([0-9]+|-)'
+    r'(?: "([^"]*)" "([^"]*)")?(?: +(\S(?:.*\S)?))?\Z',
+    re.DOTALL,
 )
 _CLF_ESC_RE = re.compile(
     r'(\S+) (\S+) (\S+) \[([^\]]*)\] "(' + _Q + r')" (\S+) (\S+)(?: "(' + _Q + r')" "(' + _Q + r')")?' + _CLF_TAIL,
@@ -157,8 +160,8 @@ def _unescape(s: str | None) -> str | None:
 
 #: ClfRecord tuple layout: field name -> index.
 CLF_INDEX: dict[str, int] = {
-    "client": 0, "ident": 1, "user": 2, "time": 3, "request": 4, "status": 5, "bytes": 6,
-    "referer": 7, "user_agent": 8, "extra": 9, "method": 10, "path": 11, "protocol": 12,
+    "client": 0, "ident": 1, "user": 2, "time": 3, "request": 4, "method": 5, "path": 6, "protocol": 7,
+    "status": 8, "bytes": 9, "referer": 10, "user_agent": 11, "extra": 12,
 }  # fmt: skip
 _CLF_NAMES = tuple(CLF_INDEX)
 
@@ -166,7 +169,7 @@ _CLF_NAMES = tuple(CLF_INDEX)
 class ClfRecord(tuple):
     """A parsed CLF line: a plain tuple (index access is what the hot path uses, through
     `CLF_INDEX`) with read-only name access. Absent optional fields (referer and user agent in
-    common format, extra tokens) are None."""
+    common format, extra tokens, the protocol of an HTTP/0.9 request) are None."""
 
     __slots__ = ()
 
@@ -183,6 +186,7 @@ class ClfRecord(tuple):
 
 
 _new_record = tuple.__new__
+_time_cache_get = _TIME_CACHE.get
 
 
 def parse_clf(line: str) -> tuple[int, ClfRecord] | Rejected:
@@ -192,41 +196,42 @@ def parse_clf(line: str) -> tuple[int, ClfRecord] | Rejected:
     positions); `status` is validated as a 3-digit code (100-599), `bytes` as digits or `-`."""
     if len(line) > MAX_LINE_CHARS:
         return Rejected("too_long", f"line has {len(line)} characters, limit {MAX_LINE_CHARS}")
-    escaped = "\\" in line
-    m = None if escaped else _CLF_FAST_RE.match(line)
+    if "\\" not in line:
+        m = _CLF_FAST_RE.match(line)
+        if m is not None:
+            g = m.groups()
+            ts = _time_cache_get(g[3], -1)
+            if ts == -1:
+                ts = parse_clf_time(g[3])
+            if ts is None:
+                return Rejected("bad_timestamp", f"timestamp [{g[3][:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz")
+            return ts, _new_record(ClfRecord, g)
+    return _parse_clf_slow(line)
+
+
+def _parse_clf_slow(line: str) -> tuple[int, ClfRecord] | Rejected:
+    m = _CLF_ESC_RE.match(line)
     if m is None:
-        m = _CLF_ESC_RE.match(line)
-        if m is None:
-            return _diagnose_clf(line)
-        escaped = True
-    g = m.groups()
-    ts = _TIME_CACHE.get(g[3], -1)
-    if ts == -1:
-        ts = parse_clf_time(g[3])
+        return _diagnose_clf(line)
+    client, ident, user, time_, request, status, size, referer, agent, extra = m.groups()
+    ts = parse_clf_time(time_)
     if ts is None:
-        return Rejected("bad_timestamp", f"timestamp [{g[3][:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz")
-    status = g[5]
+        return Rejected("bad_timestamp", f"timestamp [{time_[:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz")
     if not (len(status) == 3 and status.isdigit() and status.isascii() and "1" <= status[0] <= "5"):
         return Rejected("bad_status", f"status {status[:20]!r} is not a 3-digit HTTP code")
-    size = g[6]
     if size != "-" and not (size.isdigit() and size.isascii()):
         return Rejected("bad_bytes", f"bytes {size[:20]!r} is not a number or '-'")
-    if escaped:
-        g = (*g[:4], _unescape(g[4]), g[5], g[6], _unescape(g[7]), _unescape(g[8]), g[9])
-    if g[9] is not None and g[9][-1:].isspace():
-        g = (*g[:9], g[9].rstrip() or None)
-    request = g[4]
+    request, referer, agent = _unescape(request), _unescape(referer), _unescape(agent)
+    if extra is not None:
+        extra = extra.rstrip() or None
     parts = request.split(" ")
-    n = len(parts)
-    if n == 3:
-        pass
-    elif n == 2:
+    if len(parts) == 2:
         parts.append(None)  # HTTP/0.9: no protocol
-    else:
+    if len(parts) != 3 or not parts[1] or not (parts[0].isalpha() and parts[0].isascii()):
         return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD PATH [PROTOCOL]'")
-    if not parts[1] or not parts[0].isalpha():
-        return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD PATH [PROTOCOL]'")
-    return ts, _new_record(ClfRecord, g + tuple(parts))
+    method, path, protocol = parts
+    return ts, _new_record(ClfRecord, (client, ident, user, time_, request, method, path, protocol, status, size,
+                                       referer, agent, extra))  # fmt: skip
 
 
 def _diagnose_clf(line: str) -> Rejected:

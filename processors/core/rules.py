@@ -208,19 +208,21 @@ def _json_getter(steps: list[tuple[str, str | int]]) -> Getter:
 
 def _clf_position_getter(pos: int) -> Getter:
     if pos <= 7:
-        return itemgetter(pos - 1)
+        return itemgetter(CLF_INDEX[CLF_POSITIONS[pos]])
+
+    ref, ua, ex = CLF_INDEX["referer"], CLF_INDEX["user_agent"], CLF_INDEX["extra"]
 
     def get(rec):
         # positions 8.. count the fields written after `bytes`
-        if rec[7] is not None:
+        if rec[ref] is not None:
             if pos == 8:
-                return rec[7]
+                return rec[ref]
             if pos == 9:
-                return rec[8]
+                return rec[ua]
             k = pos - 10
         else:
             k = pos - 8
-        extra = rec[9]
+        extra = rec[ex]
         if extra is None:
             return None
         tokens = extra.split()

@@ -172,3 +172,13 @@ def test_every_clf_shaped_line_is_parsed_or_rejected(p):
 def test_no_text_crashes_parsers(text):
     for out in (parse_clf(text), parse_json(text)):
         assert isinstance(out, Rejected) and out.reason in REJECT_REASONS or isinstance(out, tuple)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_clf_parts, st.sampled_from(["", " 0.1", "  x y  ", " "]))
+def test_fast_and_slow_clf_paths_agree(p, tail):
+    from processors.core.parse import _parse_clf_slow
+
+    line = f'{p["client"]} - - [{p["time"]}] "{p["req"]}" {p["status"]} {p["bytes"]} "-" "{p["ua"]}"{tail}'
+    if "\\" not in line:
+        assert parse_clf(line) == _parse_clf_slow(line)
