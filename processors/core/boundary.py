@@ -167,6 +167,19 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
 # --- orchestration -----------------------------------------------------------------------------
 
 
+def fit_digest_to_budget(config: BoundaryConfig) -> DigestConfig:
+    """Lower the digest's byte cap so a full digest still fits tokens_per_call: the budget minus the
+    output tokens, in bytes at bytes_per_token, minus the fixed prompt text, minus 10% for the
+    `| ` quoting of every line."""
+    b = config.budget
+    empty = build_prompt("", config.language)
+    overhead = len(f"{empty.system}\n{empty.user}".encode())
+    room = int(((b.tokens_per_call - b.max_output_tokens) * b.bytes_per_token - overhead) * 0.9)
+    if room >= config.digest.max_bytes:
+        return config.digest
+    return replace(config.digest, max_bytes=max(500, room))
+
+
 def _cut(s: str, n: int) -> str:
     s = " ".join(str(s).split())
     return s if len(s) <= n else s[: n - 1] + "…"
@@ -187,7 +200,7 @@ def analyse_window(
         return AnalysisOutcome(status="disabled", reason="ai analysis is disabled for this pipeline")
 
     redactor = Redactor(window_key(config.redaction_secret, report.rule, report.window), config.patterns)
-    digest = build_digest(report, selected, redactor, config.digest)
+    digest = build_digest(report, selected, redactor, fit_digest_to_budget(config))
     schema = dict(config.schema) if config.schema is not None else load_analysis_schema()
     prompt = build_prompt(digest.text, config.language)
     window_id = f"{report.rule}#{report.window.key}"

@@ -13,7 +13,7 @@ deterministic reasons it was selected, and at most `samples_per_group` sample *t
    template, and the first N are kept, each with its count. Input order never matters.
 
 The rendered text gets a stable line id per sample (`[G1.S2]`) that the model must cite. The
-whole text is redacted once more (belt and braces) and capped at `max_chars`: samples of the
+whole text is redacted once more (belt and braces) and capped at `max_bytes` (UTF-8): samples of the
 last groups go first, then whole groups; what was left out is stated in the text. `digest_hash`
 is the sha256 of exactly that text, which is exactly what the prompt quotes.
 """
@@ -41,7 +41,7 @@ class DigestConfig:
     max_key_chars: int = 160
     max_reasons: int = 4
     max_trend: int = 6
-    max_chars: int = 4000  # the whole rendered digest; about 1,300 tokens at 3 bytes/token
+    max_bytes: int = 4000  # the whole rendered digest, UTF-8; about 1,300 tokens at 3 bytes/token
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,8 +49,8 @@ class DigestConfig:
             problems.append(f"samples_per_group: {self.samples_per_group} is outside 0..10")
         if self.max_line_chars < 40 or self.max_key_chars < 20:
             problems.append("max_line_chars must be >= 40 and max_key_chars >= 20")
-        if self.max_chars < 500:
-            problems.append(f"max_chars: {self.max_chars} is too small for even one group (min 500)")
+        if self.max_bytes < 500:
+            problems.append(f"max_bytes: {self.max_bytes} is too small for even one group (min 500)")
         if problems:
             raise ConfigError("digest", problems)
 
@@ -260,7 +260,7 @@ def build_digest(
         return "\n".join(body) + "\n"
 
     text = render()
-    while len(text) > config.max_chars:
+    while _size(text) > config.max_bytes:
         # order of sacrifice: samples of later groups, later groups, then the first group's samples
         later = next((j for j in range(kept - 1, 0, -1) if budget[j] > 0), None)
         if later is not None:
@@ -277,11 +277,12 @@ def build_digest(
             break
         omitted.sort(key=_id_order)
         text = render()
-    if len(text) > config.max_chars:  # one group without samples still too long: cut the text
-        text = text[: config.max_chars - 2] + "…\n"
+    if _size(text) > config.max_bytes:  # one group without samples still too long: cut the text
+        text = text.encode()[: config.max_bytes - 4].decode("utf-8", "ignore") + "…\n"
 
-    final = redactor.redact(text)  # second pass over the exact text that will be quoted
-    text = final.text
+    text = redactor.redact(text).text  # second pass over the exact text that will be quoted
+    if _size(text) > config.max_bytes:  # a marker can be longer than what it replaced
+        text = text.encode()[: config.max_bytes - 4].decode("utf-8", "ignore") + "…\n"
     return Digest(
         rule=report.rule,
         window=report.window,
@@ -291,6 +292,10 @@ def build_digest(
         redaction_counts=dict(sorted(redactor.totals.items())),
         omitted=tuple(omitted),
     )
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8"))
 
 
 def _id_order(i: str) -> tuple[int, int]:

@@ -212,3 +212,19 @@ def test_planted_secrets_never_reach_the_prompt_or_the_audit_table(world):
         assert secret not in stored, kind
     assert "ip-" in sent and ("[REDACTED:jwt]" in sent or "[REDACTED:bearer-token]" in sent)
     assert "[REDACTED:card]" in sent and "[REDACTED:aws-access-key-id]" in sent and "[REDACTED:email]" in sent
+
+
+def test_a_large_window_is_fitted_to_the_per_call_budget_not_refused(report_factory, tables):
+    rows = [((f"5{i:02d}", f"/api/p{i}"), 1000 - i) for i in range(10)]
+    report = report_factory(rows=rows)
+    samples = {k: [f"shape {'w ' * j}" + "日本語のログ行 " * 40 for j in range(6)] for k, _ in rows}
+    sel = select_groups(report, SelectionConfig(min_count=1, max_groups=10), samples=samples)
+    cfg = BoundaryConfig(model_id="test.model-v1", redaction_secret=SECRET, budget=BudgetConfig(tokens_per_call=2000, max_output_tokens=300))
+    client = boto3.client("dynamodb")
+    analyser = ScriptedAnalyser(GOOD)
+    out = analyse_window(report, sel.selected, cfg, analyser, DynamoDBBudgetStore(tables["state"], client=client),
+                         DynamoDBAuditStore(tables["audit"], client=client), itertools.count(1_764_000_000).__next__)
+    assert out.status == "analysed", out.reason
+    (call,) = analyser.calls
+    assert len((call["system"] + "\n" + call["user"]).encode()) / 3 + 300 <= 2000
+    assert "omitted to fit the size cap" in call["user"]

@@ -96,12 +96,12 @@ def test_size_cap_drops_later_samples_then_groups_and_says_so(report_factory):
     report = report_factory(rows=rows)
     long_lines = {r[0]: [f"shape {'word ' * j} " + "word " * 60 for j in range(5)] for r in rows}
     sel = select_groups(report, SelectionConfig(min_count=1, max_groups=10), samples=long_lines)
-    cfg = DigestConfig(samples_per_group=3, max_line_chars=200, max_chars=2000)
+    cfg = DigestConfig(samples_per_group=3, max_line_chars=200, max_bytes=2000)
     d = build_digest(report, sel.selected, Redactor(window_key(SECRET, report.rule, report.window)), cfg)
     uncapped = build_digest(report, sel.selected, Redactor(window_key(SECRET, report.rule, report.window)),
-                            DigestConfig(samples_per_group=3, max_line_chars=200, max_chars=100_000))
+                            DigestConfig(samples_per_group=3, max_line_chars=200, max_bytes=100_000))
     assert len(uncapped.text) > 6000
-    assert len(d.text) <= 2000
+    assert len(d.text.encode()) <= 2000
     assert d.omitted and "omitted to fit the size cap: " in d.text
     assert d.groups[0].id == "G1" and "[G1]" in d.text and "[G1.S1]" in d.text
     assert all(i not in d.line_ids() for i in d.omitted)
