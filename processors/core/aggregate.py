@@ -357,7 +357,8 @@ class Accumulator:
     window the watermark already closed (only if `allowed_lateness` is given) are counted as late
     in `stats.late` and in that window's partial (`late_events`), not aggregated.
 
-    `partials` maps (rule name, Window) -> WindowAggregate; `reports(top)` merges each alone."""
+    `partials` maps (rule name, Window) -> WindowAggregate; `reports(top)` merges each alone;
+    `restore(partial)` puts back a stored partial; `on_hit` is an optional per-match hook."""
 
     def __init__(self, rules: Iterable[CompiledRule], *, period: int = 60, shard: str = "", capacity: int = DEFAULT_CAPACITY,
                  json_fields: JsonFields = DEFAULT_JSON_FIELDS, allowed_lateness: int | None = None,
@@ -374,14 +375,26 @@ class Accumulator:
         self.shard = shard
         self.capacity = capacity
         self.json_fields = json_fields
-        self.on_hit = on_hit  # called with (aggregate, key, line) for every rule hit (sampling)
+        #: optional hook called for every matched event: on_hit(aggregate, key tuple, line text)
+        #: (e.g. to keep a few sample lines per key); None costs nothing.
+        self.on_hit = on_hit
         self.partials: dict[tuple[str, Window], WindowAggregate] = {}
         self.stats = AccumulatorStats()
         self.watermark = Watermark(period, allowed_lateness) if allowed_lateness is not None else None
         self._formats = sorted({r.log_format for r in self.rules})
         self._by_format = {f: [r for r in self.rules if r.log_format == f] for f in self._formats}
+        self._by_name = {r.name: r for r in self.rules}
         # hot-path cache: (rule name, window start) -> aggregate
         self._cache: dict[tuple[str, int], WindowAggregate] = {}
+
+    def restore(self, partial: WindowAggregate) -> None:
+        """Put back a partial loaded with from_bytes (e.g. from Lambda's tumbling-window state), so
+        later events of the same (rule, window) add to it."""
+        if partial.rule not in self._by_name:
+            raise ValueError(f"no rule named {partial.rule!r} in this accumulator")
+        self.partials[(partial.rule, partial.window)] = partial
+        if partial.window.end - partial.window.start == self.period:
+            self._cache[(partial.rule, partial.window.start)] = partial
 
     def add_event(self, event: LogEvent) -> None:
         self.add_line(event.message, log_group=event.log_group, timestamp_ms=event.timestamp_ms)
@@ -420,9 +433,11 @@ class Accumulator:
                     agg = self._partial(r, ts)
                 # inlined agg.observe(ts): this loop runs once per event and rule
                 agg.total_events += 1
-                if ts > agg.max_ts:
+                hi = agg.max_ts
+                if hi is None or ts > hi:
                     agg.max_ts = ts
-                if ts < agg.min_ts:
+                lo = agg.min_ts
+                if lo is None or ts < lo:
                     agg.min_ts = ts
                 hit = r.apply(rec)
                 if hit is not None:
@@ -438,7 +453,6 @@ class Accumulator:
         if agg is None:
             w = Window(start, start + self.period)
             agg = WindowAggregate.for_rule(rule, w, self.shard, self.capacity)
-            agg.min_ts = agg.max_ts = ts  # so the hot loop can compare without None checks
             self.partials[(rule.name, w)] = agg
             self._cache[(rule.name, start)] = agg
         return agg

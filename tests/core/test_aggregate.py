@@ -227,3 +227,20 @@ def test_accumulator_counts_late_events_in_their_window():
     assert acc.stats.late == 1
     p = acc.partials[("errors", W)]
     assert p.late_events == 1 and p.sample_count == 1
+
+
+def test_accumulator_restore_and_on_hit_hook():
+    first = Accumulator([CLF], period=60, shard="s")
+    first.add_line(line(W.start + 1, "/a", 500))
+    blob = first.partials[("errors", W)].to_bytes()
+    second = Accumulator([CLF], period=60, shard="s")
+    second.restore(WindowAggregate.from_bytes(blob))
+    hits = []
+    second.on_hit = lambda agg, key, text: hits.append((agg.window, key, text))
+    second.add_line(line(W.start + 2, "/a", 502))
+    second.add_line(line(W.start + 3, "/b", 200))
+    rep = second.reports()[0]
+    assert rep.contributors == (Contributor(("/a",), 2),) and rep.total_events == 3
+    assert hits == [(W, ("/a",), line(W.start + 2, "/a", 502))]
+    with pytest.raises(ValueError):
+        second.restore(WindowAggregate("other", W, ("k",)))
