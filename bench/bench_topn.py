@@ -163,7 +163,8 @@ def main() -> int:
     for _ in range(args.repeat):
         sieve_s, sieve_answer, sieve_stats = run_sieve(log)
         sieve_runs.append(sieve_s)
-        rss_sieve = rss_mb()
+        if len(sieve_runs) == 1:
+            rss_sieve = rss_mb()  # before DuckDB ever ran in this process
         duck_s, duck_answer, threads = run_duckdb(log)
         duck_runs.append(duck_s)
         duck1_s, duck1_answer, _ = run_duckdb(log, threads=1)
