@@ -6,6 +6,11 @@
   progress                         <shard>                           max event time flushed from that shard
   report#<rule>                    <window start, 12 digits>         the finalised TopNReport (JSON) and what was done
   selected#<rule>                  <contributor key>                 when a key was last selected, with its value
+  cursor                           <shard>                           highest sequence number already counted
+
+Exactly-once counting per shard: a flush writes its partials and moves the shard's cursor in one
+transaction, conditional on the cursor still being what the invocation read. Records at or below
+the cursor are never counted again, whatever batch (retried, bisected, redelivered) carries them.
 
 Partials are keyed by shard and sequence range and written with attribute_not_exists, so a
 redelivered or retried flush can never count the same records twice. Reports are written once.
@@ -59,17 +64,65 @@ class StateStore:
     def _expiry(self) -> int:
         return int(time.time()) + self.ttl
 
-    # --- partials ---------------------------------------------------------------------------
+    # --- exactly-once flush ------------------------------------------------------------------
 
-    def put_partial(self, p: Partial) -> bool:
-        """True if written, False if this exact shard+sequence range was already stored."""
-        item = {
+    def cursor(self, shard: str) -> str | None:
+        item = self.table.get_item(Key={"pk": "cursor", "sk": shard}, ConsistentRead=True).get("Item")
+        return item["upto"] if item else None
+
+    def flush(self, shard: str, expected_cursor: str | None, new_cursor: str, partials: list[Partial],
+              max_event_ms: int | None) -> bool:
+        """Write `partials` and move the cursor, all or nothing. False if another invocation moved
+        the cursor first (the caller fails the batch; the retry re-reads the cursor)."""
+        client = self.table.meta.client
+        name = self.table.name
+        cond = ("attribute_not_exists(upto)" if expected_cursor is None else "upto = :expected")
+        cursor_put = {"Update": {
+            "TableName": name, "Key": {"pk": "cursor", "sk": shard},
+            "UpdateExpression": "SET upto = :new, updated_at = :now",
+            "ConditionExpression": cond,
+            "ExpressionAttributeValues": {":new": seq_key(new_cursor), ":now": int(time.time()),
+                                          **({":expected": expected_cursor} if expected_cursor is not None else {})},
+        }}
+        puts, opens = [], {}
+        for p in partials:
+            puts.append({"Put": {"TableName": name, "Item": self._partial_item(p),
+                                 "ConditionExpression": "attribute_not_exists(pk)"}})
+            opens[(p.rule, p.window_start)] = {"Put": {"TableName": name, "Item": {
+                "pk": f"open#{p.rule}", "sk": window_key(p.window_start), "window_start": p.window_start,
+                "expires_at": self._expiry()}}}
+        chunks = _chunks(puts + list(opens.values()), max_items=99, max_bytes=3_500_000)
+        # Every chunk but the last is idempotent on retry (same keys, same content) only if the
+        # batch is retried unchanged; one chunk, the common case, is fully atomic with the cursor.
+        for i, chunk in enumerate(chunks):
+            items = chunk + ([cursor_put] if i == len(chunks) - 1 else [])
+            try:
+                client.transact_write_items(TransactItems=items)
+            except client.exceptions.TransactionCanceledException as exc:
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    return False
+                raise
+        if not chunks:
+            client.transact_write_items(TransactItems=[cursor_put])
+        if max_event_ms is not None:
+            self.advance_progress(shard, max_event_ms)
+        return True
+
+    def _partial_item(self, p: Partial) -> dict:
+        return {
             "pk": f"partial#{p.rule}#{window_key(p.window_start)}",
             "sk": f"{p.shard}#{seq_key(p.first_seq)}#{seq_key(p.last_seq)}",
             "rule": p.rule, "window_start": p.window_start, "shard": p.shard,
             "first_seq": p.first_seq, "last_seq": p.last_seq, "blob": p.blob, "samples": p.samples,
             "events": p.events, "flushed_at": p.flushed_at, "expires_at": self._expiry(),
         }
+
+    # --- partials ---------------------------------------------------------------------------
+
+    def put_partial(self, p: Partial) -> bool:
+        """True if written, False if this exact shard+sequence range was already stored."""
+        item = self._partial_item(p)
         try:
             self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
             written = True
@@ -109,6 +162,10 @@ class StateStore:
 
     def progress(self) -> dict[str, int]:
         return {i["sk"]: int(i["max_event_ms"]) for i in self._query(Key("pk").eq("progress"))}
+
+    def progress_detail(self) -> dict[str, dict]:
+        return {i["sk"]: {"max_event_ms": int(i["max_event_ms"]), "updated_at": int(i["updated_at"])}
+                for i in self._query(Key("pk").eq("progress"))}
 
     # --- reports ----------------------------------------------------------------------------
 
@@ -162,6 +219,22 @@ class StateStore:
             if "LastEvaluatedKey" not in resp:
                 return out
             kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def _chunks(items: list[dict], *, max_items: int, max_bytes: int) -> list[list[dict]]:
+    out: list[list[dict]] = []
+    cur: list[dict] = []
+    size = 0
+    for it in items:
+        n = len(str(it))
+        if cur and (len(cur) >= max_items or size + n > max_bytes):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += n
+    if cur:
+        out.append(cur)
+    return out
 
 
 def _num(v: float):

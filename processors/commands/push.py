@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("file", help="input file (.gz ok), or - for stdin")
     p.add_argument("--stream", required=True, help="Kinesis stream name")
     p.add_argument("--format", choices=("lines", "json", "cwl"), default="lines")
-    p.add_argument("--log-group", default="/web/nginx/access", help="cwl: the logGroup the payload names")
+    p.add_argument("--log-group", default="/sieve/access/nginx", help="cwl: the logGroup the payload names")
     p.add_argument("--log-stream", default="sieve-push", help="cwl: the logStream the payload names")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -36,7 +36,7 @@ def open_lines(path: str):
     return open(p, encoding="utf-8", errors="surrogateescape")
 
 
-def push_file(path: str, stream: str, fmt: str, *, log_group: str = "/web/nginx/access", log_stream: str = "sieve-push",
+def push_file(path: str, stream: str, fmt: str, *, log_group: str = "/sieve/access/nginx", log_stream: str = "sieve-push",
               quiet: bool = True) -> PushResult:
     aws.use_local_credentials_if_missing()
     kinesis = aws.client("kinesis")

@@ -124,6 +124,13 @@ def _cross_references(cfg: Config) -> list[str]:
         need("table", r.tables, logs.state.table, "pipelines.logs.state.table")
         need("queue", r.queues, logs.rejects_queue, "pipelines.logs.rejects_queue")
         need("table", r.tables, logs.ai.audit_table, "pipelines.logs.ai.audit_table")
+        need("secret", r.secrets, logs.ai.redaction_secret, "pipelines.logs.ai.redaction_secret")
+        if logs.ai.analyser.kind != "none" and not logs.ai.redaction_secret:
+            problems.append("pipelines.logs.ai.redaction_secret: required when an analyser is configured "
+                            "(IP pseudonyms are keyed by it); or set ai.analyser.kind: none")
+        if logs.ai.analyser.kind == "llama_lambda" and not logs.ai.analyser.function_name:
+            problems.append("pipelines.logs.ai.analyser.function_name: required for kind llama_lambda "
+                            "(a Lambda function name, or 'inprocess' to run it in this process)")
         need("secret", r.secrets, logs.slack.webhook_secret, "pipelines.logs.slack.webhook_secret")
         need("table", r.tables, logs.slack.idempotency_table, "pipelines.logs.slack.idempotency_table")
         need("queue", r.queues, logs.slack.failure_queue, "pipelines.logs.slack.failure_queue")

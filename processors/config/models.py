@@ -134,16 +134,16 @@ class FunctionSpec(Strict):
 
 
 class JsonFields(Strict):
-    """Where a JSON log line keeps each field."""
+    """Where a JSON log line keeps each well-known field (dotted paths allowed). Only `time`
+    changes the output (the event time); the others are validated when present ("" disables)."""
 
     time: str = "time"
     status: str = "status"
     method: str = "method"
     path: str = "path"
-    client: str = "remote_addr"
+    client: str = "client"
     bytes: str = "bytes"
-    latency: str = "request_time"
-    user_agent: str = "user_agent"
+    latency: str = "latency_ms"
 
 
 class ParseSpec(Strict):
@@ -223,6 +223,11 @@ class AISpec(Strict):
     budgets: BudgetSpec = BudgetSpec()
     prices: dict[str, PriceSpec] = {}
     redact: RedactSpec = RedactSpec()
+    redaction_secret: str | None = Field(
+        default=None,
+        description="Secrets Manager secret (plain string, or JSON with key `key`) holding >= 16 random bytes; "
+        "client IPs are pseudonymised with an HMAC under it. Without it, AI analysis is refused.",
+    )
     audit_table: str | None = None
     audit_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 90
 

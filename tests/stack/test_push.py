@@ -73,7 +73,7 @@ def test_cwl_payload_has_the_subscription_shape(stream, tmp_path):
         doc = json.loads(gzip.decompress(data))
         assert doc["messageType"] == "DATA_MESSAGE"
         assert set(doc) == {"messageType", "owner", "logGroup", "logStream", "subscriptionFilters", "logEvents"}
-        assert doc["logGroup"] == "/web/nginx/access"
+        assert doc["logGroup"] == "/sieve/access/nginx"
         for ev in doc["logEvents"]:
             assert set(ev) == {"id", "timestamp", "message"} and len(ev["id"]) == 56
         messages += [ev["message"] for ev in doc["logEvents"]]

@@ -35,7 +35,7 @@ def test_up_creates_everything_and_is_idempotent(aws, tmp_path):
     assert ddb.describe_time_to_live(TableName="sieve-state")["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId="sieve/slack")["SecretString"])
     assert secret["webhook_url"].startswith("http://127.0.0.1")
-    subs = boto3.client("logs").describe_subscription_filters(logGroupName="/web/nginx/access")["subscriptionFilters"]
+    subs = boto3.client("logs").describe_subscription_filters(logGroupName="/sieve/access/nginx")["subscriptionFilters"]
     assert [s["destinationArn"] for s in subs] == [summary["StreamARN"]]
     assert boto3.client("sqs").get_queue_url(QueueName="sieve-logs-failures")["QueueUrl"]
 
