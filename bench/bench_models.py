@@ -155,12 +155,14 @@ def main() -> int:
 
     result = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_1m_at_start": round(os.getloadavg()[0], 2)},
         "llama_cpp_python": llama_cpp.__version__,
         "llm": bench_llm(args.threads, args.runs, args.gen_tokens),
         "embeddings": bench_embeddings(args.runs),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+    result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)  # the CPU is shared: read figures with this
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

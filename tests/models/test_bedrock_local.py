@@ -234,3 +234,29 @@ def test_sieve_models_serve_answers_boto3():
     assert proc.returncode == 0
     assert "invoke model=amazon.titan-embed-text-v2:0 status=200" in stderr
     assert "hello" not in stderr  # request text is never logged
+
+
+@pytest.mark.model
+def test_slow_endpoint_is_a_model_timeout(qwen_path):
+    import boto3
+    from botocore.config import Config
+
+    from processors.adapters.bedrock import ModelTimeout
+    from processors.runtime.bedrock_local import BedrockLocalServer, build_app
+
+    app = build_app(model_path=str(qwen_path), busy_wait_s=2.0)
+    app.chat_model()
+    server = BedrockLocalServer(app, "127.0.0.1", 0)
+    server.start_background()
+    client = boto3.client(
+        "bedrock-runtime", endpoint_url=server.url, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+        config=Config(read_timeout=0.5, retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    try:
+        with app.model_lock:  # the model is busy for longer than the client waits
+            with pytest.raises(ModelTimeout, match="no answer within"):
+                BedrockConverseAnalyser(QWEN_MODEL_ID, client=client, timeout_s=0.5).complete("s", "u", max_tokens=4)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -28,13 +28,13 @@ _NEEDS = {
     "piledriver": {"sse4_2", "avx", "f16c", "fma"},
     "haswell": _BASE,
     "skylakex": _AVX512,
-    "cannonlake": _AVX512 | {"avx512_vbmi"},
+    "cannonlake": _AVX512 | {"avx512vbmi"},
     "cascadelake": _AVX512 | {"avx512_vnni"},
-    "icelake": _AVX512 | {"avx512_vbmi", "avx512_vnni"},
+    "icelake": _AVX512 | {"avx512vbmi", "avx512_vnni"},
     "cooperlake": _AVX512 | {"avx512_vnni", "avx512_bf16"},
-    "zen4": _AVX512 | {"avx512_vbmi", "avx512_vnni", "avx512_bf16"},
+    "zen4": _AVX512 | {"avx512vbmi", "avx512_vnni", "avx512_bf16"},
     "alderlake": _BASE | {"avx_vnni"},
-    "sapphirerapids": _AVX512 | {"avx512_vbmi", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"},
+    "sapphirerapids": _AVX512 | {"avx512vbmi", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"},
 }
 
 
