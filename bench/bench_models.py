@@ -151,6 +151,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "models.json"))
     args = ap.parse_args()
 
+    from processors.adapters import llama as _llama  # sets OMP_WAIT_POLICY before llama_cpp loads libgomp
+
     import llama_cpp
 
     result = {
@@ -158,6 +160,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_1m_at_start": round(os.getloadavg()[0], 2)},
         "llama_cpp_python": llama_cpp.__version__,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "llm": bench_llm(args.threads, args.runs, args.gen_tokens),
         "embeddings": bench_embeddings(args.runs),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
