@@ -97,7 +97,11 @@ def bench_llm(threads: int, runs: int, gen_tokens: int) -> dict:
             }
         )
     chat._llm.reset()
+    llama_cpp.llama_perf_context_reset(chat._llm._ctx.ctx)
     schema_result = chat.chat(messages, max_tokens=200, json_schema=SCHEMA)
+    sp = _perf(chat)
+    # decode time is in the perf counters; what is left of the wall time is sampling (grammar) and Python
+    sampling_ms = max(schema_result.latency_ms - sp.t_p_eval_ms - sp.t_eval_ms, 0.0)
     try:
         json.loads(schema_result.text)
         schema_valid = True
@@ -118,7 +122,9 @@ def bench_llm(threads: int, runs: int, gen_tokens: int) -> dict:
             "tokens_in": schema_result.tokens_in,
             "tokens_out": schema_result.tokens_out,
             "wall_ms": schema_result.latency_ms,
-            "ms_per_output_token": round(schema_result.latency_ms / max(schema_result.tokens_out, 1), 1),
+            "prompt_ms": round(sp.t_p_eval_ms),
+            "decode_ms": round(sp.t_eval_ms),
+            "sampling_ms_per_output_token": round(sampling_ms / max(schema_result.tokens_out, 1), 1),
             "valid_json": schema_valid,
             "finish_reason": schema_result.finish_reason,
         },
