@@ -260,3 +260,14 @@ def test_slow_endpoint_is_a_model_timeout(qwen_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.model
+def test_prompt_over_the_context_window_is_a_validation_exception(bedrock):
+    too_long = "error " * 5000  # > n_ctx 4096 tokens
+    with pytest.raises(bedrock.exceptions.ValidationException, match="context window"):
+        bedrock.converse(
+            modelId=QWEN_MODEL_ID,
+            messages=[{"role": "user", "content": [{"text": too_long}]}],
+            inferenceConfig={"maxTokens": 8},
+        )
