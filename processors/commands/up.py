@@ -91,15 +91,19 @@ def run_up(args) -> int:
     return 0
 
 
-def start_models(cfg, console: Console) -> str:
+def start_models(cfg, console: Console | None = None) -> str:
+    """Start (or reuse) the local Bedrock-compatible model server the config points at."""
     logs = cfg.pipelines.logs
     endpoint = (logs.ai.analyser.endpoint_url if logs else None) or "http://127.0.0.1:4567"
+    model_id = logs.ai.analyser.model_id if logs else None
     u = urlparse(endpoint)
-    started = services.start(
-        "models", [sys.executable, "-m", "processors.cli", "models", "serve", "--host", u.hostname, "--port", str(u.port)],
-        host=u.hostname, port=u.port, health_path="/ping", marker="models serve", timeout=180,
-    )
-    console.print(f"model server {'started (pid %d)' % started.pid if started.started_here else 'already running'} at {started.url}")
+    argv = [sys.executable, "-m", "processors.cli", "models", "serve", "--host", u.hostname, "--port", str(u.port), "--preload"]
+    if model_id:
+        argv += ["--alias", model_id]
+    started = services.start("models", argv, host=u.hostname, port=u.port, health_path="/health",
+                             marker="models serve", timeout=300)
+    if console:
+        console.print(f"model server {'started (pid %d)' % started.pid if started.started_here else 'already running'} at {started.url}")
     return started.url
 
 
