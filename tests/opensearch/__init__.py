@@ -1,0 +1,1 @@
+"""Tests against a real OpenSearch node (localstack/opensearch.sh)."""
