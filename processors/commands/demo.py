@@ -80,7 +80,7 @@ def run(args) -> int:
         if not real_slack:
             from processors.runtime.slack_receiver import SlackReceiver
 
-            receiver = stack.enter_context(SlackReceiver(out=slack_out))
+            receiver = stack.enter_context(SlackReceiver(out=state / "slack-receiver.jsonl"))
             os.environ["SIEVE_LOCAL_SLACK_URL"] = receiver.url
             os.environ["SLACK_WEBHOOK_URL"] = receiver.url
             console.print(f"[dim]2.[/] local Slack receiver at {receiver.base_url} (payloads saved to {slack_out})")
@@ -168,6 +168,8 @@ def run(args) -> int:
         payloads = [w["payload"] for w in posted if w.get("payload")]
         if receiver is not None:
             payloads = list(receiver.accepted)
+            # exactly the webhook bodies Slack would have received, one JSON document per line
+            slack_out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in payloads))
         if payloads:
             from processors.runtime.slack_terminal import show
 

@@ -15,7 +15,6 @@ HEADER = """#!/usr/bin/env bash
 set -euo pipefail
 region="${AWS_DEFAULT_REGION:-%s}"
 account="$(awslocal sts get-caller-identity --query Account --output text)"
-exists() { grep -qE "$1" || return 1; }
 try() { out="$("$@" 2>&1)" && { echo "created: ${*:2:3}"; return 0; }
         if echo "$out" | grep -qE 'ResourceInUse|AlreadyExists|ResourceExists|QueueAlreadyExists'; then echo "exists: ${*:2:3}"; else echo "$out" >&2; return 1; fi; }
 """
@@ -41,7 +40,9 @@ def render(cfg: Config) -> str:
             lines.append(f"awslocal dynamodb update-time-to-live --table-name {q(name)} "
                          f"--time-to-live-specification Enabled=true,AttributeName={t.ttl_attribute} >/dev/null || true")
     for name, qs in r.queues.items():
-        lines.append(f"try awslocal sqs create-queue --queue-name {q(name)}")
+        # CreateQueue succeeds for an existing queue (as on AWS), so look first to report honestly
+        lines.append(f"awslocal sqs get-queue-url --queue-name {q(name)} >/dev/null 2>&1 && echo \"exists: sqs {name}\" "
+                     f"|| try awslocal sqs create-queue --queue-name {q(name)}")
     for name, s in r.secrets.items():
         if s.local_value is None:
             continue
