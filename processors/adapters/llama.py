@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 # ggml's CPU backend uses OpenMP, and libgomp reads this once, when `import llama_cpp` loads it. With the
 # default (spinning) policy, 2 threads on 2 cores that other processes also use stall at every barrier:
 # measured here under load 4.5, a 45-token schema answer took 24-44 s with 2 threads vs 5.6 s with
-# PASSIVE (1 thread: 5.1 s). Set OMP_WAIT_POLICY=ACTIVE to override on dedicated cores.
+# PASSIVE (1 thread: 5.1 s). A/B on the same box (bench/bench_models.py): ACTIVE reached 166 prompt / 29
+# generated tok/s when the box happened to be quiet but took 39 s for the schema answer (spinning workers
+# starve the single-threaded grammar sampler); PASSIVE gave 95-125 / 21 tok/s and 14 s. Set
+# OMP_WAIT_POLICY=ACTIVE yourself for raw throughput on dedicated cores without schemas.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_REPEAT_PENALTY = 1.1
