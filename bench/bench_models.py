@@ -157,7 +157,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "models.json"))
     args = ap.parse_args()
 
-    from processors.adapters import llama as _llama  # sets OMP_WAIT_POLICY before llama_cpp loads libgomp
+    import processors.adapters.llama  # noqa: F401 - sets OMP_WAIT_POLICY before llama_cpp loads libgomp
 
     import llama_cpp
 
