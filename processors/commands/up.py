@@ -2,8 +2,9 @@
 
 up:   validate pipelines.yaml (nothing starts if it is invalid), start moto in server mode on
       127.0.0.1:4566 unless AWS_ENDPOINT_URL points elsewhere (LocalStack, say) or something already
-      listens there, then create every declared resource idempotently. `--with opensearch` also
-      starts the local OpenSearch node, `--with models` the local Bedrock-compatible model server.
+      listens there, then create every declared resource idempotently. The local Bedrock-compatible
+      model server starts too when the analyser points at a loopback endpoint (--no-models: don't);
+      `--with opensearch` also starts the local OpenSearch node.
 down: stop only what `up` started, by pid.
 """
 
@@ -37,6 +38,8 @@ def register(sub) -> None:
     p.add_argument("--config", help="pipelines.yaml (default: $SIEVE_CONFIG or ./pipelines.yaml)")
     p.add_argument("--with", dest="extras", action="append", default=[], metavar="SERVICE",
                    help="also start: opensearch, models (repeat or comma-separate)")
+    p.add_argument("--no-models", action="store_true",
+                   help="do not start the local model server even though the analyser points at a local endpoint")
     p.set_defaults(func=run_up)
     d = sub.add_parser("down", help="stop what `sieve up` started (by pid, nothing else)")
     d.set_defaults(func=run_down)
@@ -80,8 +83,14 @@ def run_up(args) -> int:
         if rc != 0:
             raise ServiceError(f"localstack/opensearch.sh start failed (exit {rc}); see its output above")
         (services.state_dir() / "opensearch.started").write_text("started by sieve up\n")
-    if "models" in extras:
-        start_models(loaded.config, console)
+    if "models" in extras or (_local_model_configured(loaded.config) and not args.no_models):
+        try:
+            start_models(loaded.config, console)
+        except ServiceError as exc:
+            if "models" in extras:
+                raise
+            console.print(f"[yellow]local model server not started[/] ({exc}); run `./dev setup` to build "
+                          "llama-cpp-python and fetch the model, or use --with models to make this an error")
     env_file = services.state_dir() / "env"
     env_file.write_text(
         f"export AWS_ENDPOINT_URL={url}\nexport AWS_ACCESS_KEY_ID=${{AWS_ACCESS_KEY_ID:-test}}\n"
@@ -89,6 +98,13 @@ def run_up(args) -> int:
     )
     console.print(f"ready. In another shell: [bold]source {env_file}[/] to point the AWS CLI / boto3 at it.")
     return 0
+
+
+def _local_model_configured(cfg) -> bool:
+    logs = cfg.pipelines.logs
+    if logs is None or logs.ai.analyser.kind != "bedrock":
+        return False
+    return urlparse(logs.ai.analyser.endpoint_url or "").hostname in ("127.0.0.1", "localhost")
 
 
 def start_models(cfg, console: Console | None = None) -> str:

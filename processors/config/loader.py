@@ -128,6 +128,9 @@ def _cross_references(cfg: Config) -> list[str]:
         if logs.ai.analyser.kind != "none" and not logs.ai.redaction_secret:
             problems.append("pipelines.logs.ai.redaction_secret: required when an analyser is configured "
                             "(IP pseudonyms are keyed by it); or set ai.analyser.kind: none")
+        if logs.ai.analyser.kind == "opensearch" and not logs.ai.analyser.opensearch_url:
+            problems.append("pipelines.logs.ai.analyser.opensearch_url: required for kind opensearch "
+                            "(model_id is then the ml-commons model id)")
         if logs.ai.analyser.kind == "llama_lambda" and not logs.ai.analyser.function_name:
             problems.append("pipelines.logs.ai.analyser.function_name: required for kind llama_lambda "
                             "(a Lambda function name, or 'inprocess' to run it in this process)")

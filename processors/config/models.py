@@ -179,6 +179,12 @@ class AnalyserSpec(Strict):
     model_id: str = "local.qwen2.5-coder-0.5b-instruct"
     endpoint_url: str | None = Field(default=None, description="bedrock-runtime endpoint (the local model server when set).")
     function_name: str | None = Field(default=None, description="llama_lambda: the Lambda to invoke; 'inprocess' runs it locally.")
+    schema_mode: Literal["output_config", "additional_fields", "prompt"] = Field(
+        default="output_config",
+        description="bedrock: how the answer's JSON Schema reaches the model. output_config = Converse structured "
+        "output (the local endpoint; Bedrock models that support it); prompt = in the system prompt (any model).",
+    )
+    opensearch_url: str | None = Field(default=None, description="opensearch: the cluster whose ml-commons model `model_id` answers.")
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
 
 

@@ -130,7 +130,8 @@ def make_analyser(spec):
         kw = {"endpoint_url": spec.endpoint_url} if spec.endpoint_url else {}
         client = aws.client("bedrock-runtime", config=BotoConfig(read_timeout=spec.timeout_seconds, connect_timeout=5,
                                                                  retries={"mode": "standard", "max_attempts": 2}), **kw)
-        return BedrockConverseAnalyser(spec.model_id, client=client, timeout_s=spec.timeout_seconds)
+        return BedrockConverseAnalyser(spec.model_id, client=client, timeout_s=spec.timeout_seconds,
+                                       schema_mode=spec.schema_mode)
     if spec.kind == "llama_lambda":
         from processors.adapters.llama import LambdaInvokeAnalyser
 
@@ -138,9 +139,12 @@ def make_analyser(spec):
         return LambdaInvokeAnalyser(spec.function_name if not inprocess else "sieve-llama",
                                     mode="inprocess" if inprocess else "aws", timeout_s=spec.timeout_seconds)
     if spec.kind == "opensearch":
-        from processors.adapters.mlcommons import MlCommonsAnalyser  # type: ignore[attr-defined]
+        from processors.adapters.mlcommons import MLCommons, MLCommonsAnalyser
+        from processors.adapters.opensearch import make_client
 
-        return MlCommonsAnalyser.from_env(spec.model_id)
+        client = make_client({"hosts": [spec.opensearch_url], "timeout": spec.timeout_seconds})
+        return MLCommonsAnalyser(MLCommons(client, task_timeout=spec.timeout_seconds), spec.model_id,
+                                 model_name=spec.model_id)
     raise ValueError(f"unknown analyser kind {spec.kind!r}")
 
 
@@ -231,7 +235,8 @@ def finalise_window(rt: FinaliserRuntime, rule: str, w: Window) -> dict:
     if selection.selected:
         from processors.core.slack_blocks import render
 
-        wr = WindowReport(rule=rule, window=w, topn=report, selected=selection.selected, outcome=outcome)
+        wr = slack_safe(WindowReport(rule=rule, window=w, topn=report, selected=selection.selected, outcome=outcome),
+                        rt.boundary)
         payload = render(wr, max_rows=logs.top_n)
         try:
             d = rt.notifier.post_report(wr, max_rows=logs.top_n)
@@ -260,6 +265,28 @@ def finalise_window(rt: FinaliserRuntime, rule: str, w: Window) -> dict:
                                            "analysis": outcome.status, "delivery": delivery})
     return {"rule": rule, "window": w.key, "status": outcome.status, "selected": len(selection.selected),
             "delivery": delivery, "payload": payload, "report": body}
+
+
+def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
+    """Computed keys come from log text (paths with tokens in them, say): apply the secret patterns
+    before they reach Slack. Client addresses stay as they are: which client did it is a computed
+    fact the on-call engineer needs, and Slack is inside the trust boundary; the model is not."""
+    import dataclasses
+
+    from processors.core.redact import Redactor
+    from processors.core.types import Contributor
+
+    patterns = tuple(p for p in boundary.patterns if p.name not in ("ipv4", "ipv6"))
+    red = Redactor(b"slack-view-no-pseudonyms-needed", patterns)
+
+    def clean(v: str) -> str:
+        return red.redact(str(v)).text
+
+    topn = dataclasses.replace(wr.topn, contributors=tuple(
+        Contributor(tuple(clean(k) for k in c.keys), c.value) for c in wr.topn.contributors))
+    selected = tuple(dataclasses.replace(g, keys={k: clean(v) for k, v in g.keys.items()}, samples=())
+                     for g in wr.selected)
+    return dataclasses.replace(wr, topn=topn, selected=selected)
 
 
 def _ddb_safe(obj):

@@ -171,3 +171,44 @@ def test_undecodable_records_are_rejected_counted_and_kept(make_stack, tmp_path)
     store = StateStore("sieve-state")
     assert store.open_windows("errors-by-path") == [1709546400]
     assert not report.discards  # rejected records are not failures: nothing went to the failure queue
+
+
+def test_records_for_a_finalised_window_are_counted_as_late(make_stack, tmp_path):
+    stack = make_stack()
+    line = '198.51.100.5 - - [04/Mar/2024:10:00:{:02d} +0000] "GET /late HTTP/1.1" 503 1 "-" "ua"'
+    k = boto3.client("kinesis")
+    k.put_records(StreamName="sieve-access-logs", Records=[{"Data": line.format(i).encode(), "PartitionKey": str(i)}
+                                                           for i in range(30)])
+    run_all(stack)
+    with SlackReceiver() as receiver:
+        first = finalise(stack, receiver)
+        assert {(d["rule"], d["window"]) for d in first["finalised"]} >= {("errors-by-path", "1709546400-1709546460")}
+        k.put_records(StreamName="sieve-access-logs", Records=[{"Data": line.format(50 + i).encode(), "PartitionKey": "x"}
+                                                               for i in range(3)])
+        run_all(stack)
+        second = finalise(stack, receiver)
+        assert len(receiver.accepted) == 1  # the late records do not post the window again
+    late = [d for d in second["finalised"] if d["rule"] == "errors-by-path"]
+    assert late == [{"rule": "errors-by-path", "window": "1709546400-1709546460", "status": "late", "late_events": 3}]
+    stored = StateStore("sieve-state").report("errors-by-path", 1709546400)
+    assert int(stored["late_events"]) == 3
+    assert int(stored["topn"]["sample_count"]) == 30  # the finalised report itself is not rewritten
+
+
+def test_sieve_run_cli_until_idle_and_flush(make_stack, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    make_stack()
+    line = '192.0.2.1 - - [04/Mar/2024:10:00:{:02d} +0000] "GET /api/x HTTP/1.1" 500 1 "-" "ua"'
+    boto3.client("kinesis").put_records(StreamName="sieve-access-logs", Records=[
+        {"Data": line.format(i).encode(), "PartitionKey": str(i)} for i in range(25)])
+    with SlackReceiver() as receiver:
+        env = {**os.environ, "SLACK_WEBHOOK_URL": receiver.url, "SIEVE_STATE_DIR": str(tmp_path / "state")}
+        proc = subprocess.run([sys.executable, "-m", "processors.cli", "run", "--until-idle", "60", "--flush"],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "logs-finaliser: 2 window(s) finalised" in proc.stdout
+        assert len(receiver.accepted) == 1 and "/api/x" in json.dumps(receiver.accepted[0])
+    assert (tmp_path / "state" / "checkpoints.json").exists()

@@ -23,7 +23,7 @@ def sieve(*args, env=None, cwd=ROOT):
 
 def test_up_creates_everything_and_is_idempotent(aws, tmp_path):
     env = {**os.environ, "SIEVE_STATE_DIR": str(tmp_path), "COLUMNS": "200"}
-    first = sieve("up", env=env)
+    first = sieve("up", "--no-models", env=env)
     assert first.returncode == 0, first.stderr
     assert "created" in first.stdout
     kinesis = boto3.client("kinesis")
@@ -40,7 +40,7 @@ def test_up_creates_everything_and_is_idempotent(aws, tmp_path):
     assert boto3.client("sqs").get_queue_url(QueueName="sieve-logs-failures")["QueueUrl"]
 
     boto3.client("secretsmanager").put_secret_value(SecretId="sieve/slack", SecretString='{"webhook_url": "kept"}')
-    second = sieve("up", env=env)
+    second = sieve("up", "--no-models", env=env)
     assert second.returncode == 0, second.stderr
     assert "created" not in second.stdout and "updated" not in second.stdout
     assert second.stdout.count("exists") >= 10
@@ -56,7 +56,7 @@ def test_up_starts_embedded_moto_and_down_stops_only_it(tmp_path):
     env.update({"SIEVE_STATE_DIR": str(tmp_path), "SIEVE_MOTO_PORT": str(port), "COLUMNS": "200"})
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        up = sieve("up", env=env)
+        up = sieve("up", "--no-models", env=env)
         assert up.returncode == 0, up.stderr
         info = json.loads((tmp_path / "pids" / "moto.json").read_text())
         assert Path(f"/proc/{info['pid']}").exists()
