@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -138,6 +139,10 @@ def _strip_fence(text: str) -> str:
     return t.strip()
 
 
+#: numbers as they are written in the digest (counts, shares, codes); ids like G1.S2 are not numbers
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?%?(?![\w.])")
+
+
 def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
     """Parse, validate against the schema, and check that every cited id is in the digest."""
     try:
@@ -150,11 +155,19 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         raise InvalidAnswer(f"does not match the schema: {shown}{more}")
     known = digest.line_ids()
+    digest_numbers = set(_NUMBER.findall(digest.text))
     for i, ev in enumerate(data["evidence"]):
         cited = ev[1 : ev.index("]")]
         if cited not in known:
             raise InvalidAnswer(
                 f"evidence[{i}] cites [{cited}], which is not in the digest; valid ids: {', '.join(sorted(known))}"
+            )
+        # Evidence is facts from the digest: a number the digest does not contain was made up.
+        invented = [n for n in _NUMBER.findall(ev[ev.index("]") + 1:]) if n not in digest_numbers]
+        if invented:
+            raise InvalidAnswer(
+                f"evidence[{i}] states {', '.join(invented[:3])}, which the digest does not contain; "
+                "quote only numbers that appear in the digest"
             )
     return Analysis(
         likely_cause=data["likely_cause"],
