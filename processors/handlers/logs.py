@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from botocore.exceptions import BotoCoreError, ClientError
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -170,6 +171,32 @@ def handler(event: dict, context: Any) -> dict:
 
 
 def process(event: dict, context: Any, rt: LogsRuntime) -> dict:
+    """One invocation. A transient failure of the state table or the rejects queue (throttling,
+    unavailable) is answered as a batch item failure at the first record, with the state Lambda
+    passed in unchanged, so Lambda retries the whole batch from there without bisecting it."""
+    try:
+        return _process(event, context, rt)
+    except (ClientError, BotoCoreError, TransientFailure) as exc:
+        records = event.get("Records") or []
+        logger.warning("transient failure; the batch will be retried",
+                       extra={"error_type": type(exc).__name__, "error": str(exc)[:300], "records": len(records)})
+        if not records:  # a final invoke has no record to point at: fail the invoke so Lambda retries it
+            raise
+        response: dict[str, Any] = {"batchItemFailures": [{"itemIdentifier": records[0]["kinesis"]["sequenceNumber"]}]}
+        if "window" in event:
+            response["state"] = event.get("state") or {}
+        return response
+
+
+class TransientFailure(RuntimeError):
+    """Worth retrying the same batch: nothing about the records is wrong."""
+
+
+class CursorMoved(TransientFailure):
+    """Another invocation flushed this shard first (a concurrent duplicate); retry the batch."""
+
+
+def _process(event: dict, context: Any, rt: LogsRuntime) -> dict:
     records = event.get("Records") or []
     windowed = "window" in event
     shard = event.get("shardId") or (records[0]["eventID"].split(":")[0] if records else "unknown")
@@ -261,7 +288,7 @@ def _send_rejects(rt: LogsRuntime, rejects: list[dict]) -> None:
                                    "rejectId": {"DataType": "String", "StringValue": f"{r['shardId']}:{r['sequenceNumber']}"}}}
             for j, r in enumerate(chunk)])
         if resp.get("Failed"):
-            raise RuntimeError(f"rejects queue refused {len(resp['Failed'])} message(s): {resp['Failed'][0].get('Code')}")
+            raise TransientFailure(f"rejects queue refused {len(resp['Failed'])} message(s): {resp['Failed'][0].get('Code')}")
 
 
 def _flush(rt: LogsRuntime, shard: str, st: ShardState, cursor: str | None) -> int:
@@ -278,7 +305,7 @@ def _flush(rt: LogsRuntime, shard: str, st: ShardState, cursor: str | None) -> i
             max_ts = agg.max_ts if max_ts is None else max(max_ts, agg.max_ts)
     ok = rt.store.flush(shard, cursor, st.last_seq, partials, int(max_ts * 1000) if max_ts is not None else None)
     if not ok:
-        raise RuntimeError(f"shard {shard}: another invocation moved the cursor; retrying this batch")
+        raise CursorMoved(f"shard {shard}: another invocation moved the cursor; retrying this batch")
     return len(partials)
 
 

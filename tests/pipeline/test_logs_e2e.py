@@ -212,3 +212,34 @@ def test_sieve_run_cli_until_idle_and_flush(make_stack, tmp_path):
         assert "logs-finaliser: 2 window(s) finalised" in proc.stdout
         assert len(receiver.accepted) == 1 and "/api/x" in json.dumps(receiver.accepted[0])
     assert (tmp_path / "state" / "checkpoints.json").exists()
+
+
+def test_state_table_unavailable_is_a_retryable_batch_failure_not_a_loss(make_stack, tmp_path):
+    stack = make_stack()
+    line = '192.0.2.9 - - [04/Mar/2024:10:00:{:02d} +0000] "GET /t HTTP/1.1" 500 1 "-" "ua"'
+    boto3.client("kinesis").put_records(StreamName="sieve-access-logs", Records=[
+        {"Data": line.format(i).encode(), "PartitionKey": "p"} for i in range(5)])
+    k = boto3.client("kinesis")
+    shard = None
+    recs = []
+    for s in k.list_shards(StreamName="sieve-access-logs")["Shards"]:
+        it = k.get_shard_iterator(StreamName="sieve-access-logs", ShardId=s["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        got = k.get_records(ShardIterator=it)["Records"]
+        if got:
+            shard, recs = s["ShardId"], got
+    event = {"Records": [{"eventID": f"{shard}:{r['SequenceNumber']}", "eventSourceARN": "arn",
+                          "kinesis": {"sequenceNumber": r["SequenceNumber"], "partitionKey": r["PartitionKey"],
+                                      "data": base64.b64encode(r["Data"]).decode()}} for r in recs]}
+    ddb = boto3.client("dynamodb")
+    ddb.delete_table(TableName="sieve-state")
+    resp = logs.handler(event, None)
+    assert resp == {"batchItemFailures": [{"itemIdentifier": recs[0]["SequenceNumber"]}]}
+    from processors.runtime.provision import provision
+
+    provision(stack.loaded().config, emulator=True)  # the table is back
+    assert logs.handler(event, None) == {"batchItemFailures": []}
+    assert logs.handler(event, None) == {"batchItemFailures": []}  # and a redelivery counts nothing twice
+    parts = StateStore("sieve-state").partials("errors-by-path", 1709546400)
+    from processors.core.aggregate import WindowAggregate, merge
+
+    assert merge([WindowAggregate.from_bytes(p.blob) for p in parts]).sample_count == 5
