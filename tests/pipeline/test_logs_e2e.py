@@ -243,3 +243,28 @@ def test_state_table_unavailable_is_a_retryable_batch_failure_not_a_loss(make_st
     from processors.core.aggregate import WindowAggregate, merge
 
     assert merge([WindowAggregate.from_bytes(p.blob) for p in parts]).sample_count == 5
+
+
+def test_watermark_finalises_only_closed_windows(make_stack, tmp_path):
+    stack = make_stack()
+    log_path = generate(tmp_path, lines=2000, seed=9)
+    assert push_file(str(log_path), "sieve-access-logs", "lines").failed == 0  # one record per line: both shards
+    run_all(stack)
+    with SlackReceiver() as receiver:
+        result = finalise_at_watermark(stack, receiver)
+    # event time reaches ~10:09:59 on both shards (the slowest shard sets the watermark); allowed
+    # lateness is 30 s: the window ending 10:10:00 is still open, the nine before it are closed
+    by_rule = {}
+    for d in result["finalised"]:
+        by_rule.setdefault(d["rule"], []).append(d["window"])
+    assert {r: len(ws) for r, ws in by_rule.items()} == {"errors-by-path": 9, "404-by-client": 9}
+    store = StateStore("sieve-state")
+    assert store.open_windows("errors-by-path") == [1709546940]
+    assert result["watermark_ms"] // 1000 >= 1709546940 + 29
+
+
+def finalise_at_watermark(stack, receiver):
+    notifier = SlackWebhookNotifier(webhook_url=receiver.url, idempotency_table="sieve-idempotency",
+                                    dynamodb_client=boto3.client("dynamodb"))
+    rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
+    return finaliser.finalise(rt, flush=False)
