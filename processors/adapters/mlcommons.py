@@ -122,9 +122,14 @@ def bedrock_converse_connector_body(
 
 def bedrock_titan_embedding_connector_body(
     *, model: str = "amazon.titan-embed-text-v1", region: str, credential: AwsCredential, endpoint: str | None = None,
-    name: str = "Sieve Bedrock Titan embedding",
+    name: str = "Sieve Bedrock Titan embedding", dimensions: int | None = None,
 ) -> dict[str, Any]:
+    """Titan v1 takes only inputText; v2 (amazon.titan-embed-text-v2:0) also takes dimensions
+    (256, 512 or 1024; 1024 when left out) and normalize."""
     base = (endpoint or bedrock_endpoint(region)).rstrip("/")
+    body = '{ "inputText": "${parameters.inputText}" }'
+    if dimensions is not None:
+        body = '{ "inputText": "${parameters.inputText}", "dimensions": %d, "normalize": true }' % dimensions
     return {
         "name": name,
         "description": f"Bedrock embeddings {model}",
@@ -138,7 +143,7 @@ def bedrock_titan_embedding_connector_body(
                 "method": "POST",
                 "url": base + "/model/${parameters.model}/invoke",
                 "headers": {"content-type": "application/json", "x-amz-content-sha256": "required"},
-                "request_body": '{ "inputText": "${parameters.inputText}" }',
+                "request_body": body,
                 "pre_process_function": "connector.pre_process.bedrock.embedding",
                 "post_process_function": "connector.post_process.bedrock.embedding",
             }
