@@ -337,6 +337,7 @@ class SlackWebhookNotifier:
         webhook_url: str | None = None,
         secret_id: str | None = None,
         secret_max_age: int = 300,
+        secret_key: str = "webhook_url",
         idempotency_table: str | None = None,
         idempotency_expires_after: int = 7 * 24 * 3600,
         idempotency_key_prefix: str = "sieve-slack",
@@ -358,6 +359,7 @@ class SlackWebhookNotifier:
         self._static_url = webhook_url
         self.secret_id = secret_id
         self.secret_max_age = secret_max_age
+        self.secret_key = secret_key
         self._secrets = None
         if secret_id and not webhook_url:
             self._secrets = secrets_provider or SecretsProvider()
@@ -550,11 +552,11 @@ class SlackWebhookNotifier:
         url = text
         if text.startswith("{"):
             try:
-                url = str(orjson.loads(text).get("webhook_url") or "")
+                url = str(orjson.loads(text).get(self.secret_key) or "")
             except (orjson.JSONDecodeError, AttributeError):
                 raise ConfigError("slack notifier", [f"{where}: looks like JSON but does not parse"]) from None
             if not url:
-                raise ConfigError("slack notifier", [f"{where}: JSON object has no `webhook_url` key"])
+                raise ConfigError("slack notifier", [f"{where}: JSON object has no `{self.secret_key}` key"])
         self._masker.add(url)
         _check_url(url, where, self._masker)
         return url

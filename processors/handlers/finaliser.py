@@ -158,7 +158,7 @@ def _notifier(loaded: LoadedConfig):
         queue_url = aws.client("sqs", region).get_queue_url(QueueName=slack.failure_queue)["QueueUrl"]
     url = os.environ.get("SLACK_WEBHOOK_URL")
     return SlackWebhookNotifier(
-        webhook_url=url or None, secret_id=None if url else slack.webhook_secret,
+        webhook_url=url or None, secret_id=None if url else slack.webhook_secret, secret_key=slack.webhook_key,
         idempotency_table=slack.idempotency_table, failure_queue_url=queue_url,
         dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region),
     )

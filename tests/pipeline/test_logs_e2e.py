@@ -268,3 +268,18 @@ def finalise_at_watermark(stack, receiver):
                                     dynamodb_client=boto3.client("dynamodb"))
     rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
     return finaliser.finalise(rt, flush=False)
+
+
+def test_finaliser_reads_the_webhook_from_secrets_manager(make_stack, tmp_path, monkeypatch):
+    monkeypatch.delenv("SLACK_WEBHOOK_URL", raising=False)
+    with SlackReceiver() as receiver:
+        monkeypatch.setenv("SIEVE_LOCAL_SLACK_URL", receiver.url)  # provisioned into the sieve/slack secret
+        stack = make_stack()
+        line = '192.0.2.7 - - [04/Mar/2024:10:00:{:02d} +0000] "GET /s HTTP/1.1" 502 1 "-" "ua"'
+        boto3.client("kinesis").put_records(StreamName="sieve-access-logs", Records=[
+            {"Data": line.format(i).encode(), "PartitionKey": str(i)} for i in range(21)])
+        run_all(stack)
+        rt = finaliser.FinaliserRuntime.from_config(stack.loaded())  # the production wiring
+        result = finaliser.finalise(rt, flush=True)
+        assert [d["delivery"] for d in result["finalised"] if d["selected"]] == ["posted"]
+        assert len(receiver.accepted) == 1
