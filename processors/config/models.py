@@ -281,7 +281,22 @@ class FaqPipeline(Strict):
     embedder: EmbedderSpec = EmbedderSpec()
     opensearch: OpenSearchSpec = OpenSearchSpec()
     top_k: Annotated[int, Field(ge=1, le=50)] = 5
-    min_score: Annotated[float, Field(ge=0)] = 0.3
+    min_score: Annotated[float, Field(ge=0)] = Field(
+        default=0.3, description="Least cosine similarity (query vs entry embedding) for a retrieved entry to count as relevant.")
+    analyser: AnalyserSpec | None = Field(default=None, description="The model that writes answers from the retrieved entries; none: list the entries.")
+    slack_secret: str = Field(default="sieve/slack", description="Secrets Manager secret (JSON) holding the Slack signing secret.")
+    slack_signing_key: str = "signing_secret"
+    slack_user_roles: dict[str, str] = Field(default={}, description="Slack user id -> index role; anyone else gets default_role.")
+    default_role: str = "public"
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> "FaqPipeline":
+        bad = [f"{where}: role {r!r} is not a key of roles" for where, r in
+               [("default_role", self.default_role)] + [(f"slack_user_roles.{u}", r) for u, r in self.slack_user_roles.items()]
+               if r not in self.roles]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
 
 
 class Pipelines(Strict):
