@@ -162,7 +162,7 @@ def run(args) -> int:
         finalised = [w for r in results.values() for w in (r or {}).get("finalised", [])]
         posted = [w for w in finalised if w.get("delivery") in ("posted", "duplicate")]
         console.print(f"[dim]8.[/] finaliser: {len(finalised)} window(s) finalised, {len(posted)} message(s) for Slack "
-                      f"({time.monotonic() - t:.1f}s, model calls included)")
+                      f"({time.monotonic() - t:.1f}s{', model calls included' if analyser.kind != 'none' else ''})")
 
         _print_topn(console, finalised)
         payloads = [w["payload"] for w in posted if w.get("payload")]
@@ -221,13 +221,21 @@ def _print_topn(console: Console, finalised: list[dict]) -> None:
     shown = [w for w in finalised if w.get("selected")]
     for w in shown:
         topn = w["report"]["topn"]
-        t = Table(title=f"computed: {w['rule']}  window {w['window']}  (exact top-N over {len(topn['shards'])} shards)")
+        start, end = (int(x) for x in w["window"].split("-"))
+        when = f"{_utc(start)}–{_utc(end)[11:]} UTC"
+        t = Table(title=f"computed: {w['rule']}, window {when} (exact top-N over {len(topn['shards'])} shards)")
         for col in ["#", *topn["key_names"], "value", "selected"]:
             t.add_column(col)
         chosen = {tuple(g["keys"].values()) for g in w["report"]["selected"]}
         for i, c in enumerate(topn["contributors"][:10], 1):
             t.add_row(str(i), *[str(k) for k in c["keys"]], str(c["value"]), "yes" if tuple(c["keys"]) in chosen else "")
         console.print(t)
+
+
+def _utc(ts: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def _check_against_truth(console: Console, truth: dict, finalised: list[dict]) -> int:
