@@ -96,3 +96,13 @@ def test_model_error_falls_back():
 def test_no_analyser_lists_entries():
     res = answer("q?", "public", FixedRetriever([cand(1, 0.8)]), None)
     assert res.status == "no_model" and "https://help.example.com/1" in res.text
+
+
+def test_secrets_in_the_question_never_reach_the_prompt():
+    from processors.core.answer import build_prompt
+
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlLXNlY3JldA"
+    system, user = build_prompt(f"my token {jwt} and password=hunter2secret fail, mail bob@example.org", [], "en")
+    for secret in (jwt, "hunter2secret", "bob@example.org"):
+        assert secret not in system + user
+    assert "[REDACTED:" in user
