@@ -79,10 +79,13 @@ def run_up(args) -> int:
         table.add_row(c.kind, c.name, f"[{style}]{c.action}[/]", c.detail)
     console.print(table)
     if "opensearch" in extras:
-        rc = subprocess.call(["bash", str(ROOT / "localstack" / "opensearch.sh"), "start"])
+        script = str(ROOT / "localstack" / "opensearch.sh")
+        was_running = subprocess.call(["bash", script, "status"], stdout=subprocess.DEVNULL) == 0
+        rc = subprocess.call(["bash", script, "start"])
         if rc != 0:
             raise ServiceError(f"localstack/opensearch.sh start failed (exit {rc}); see its output above")
-        (services.state_dir() / "opensearch.started").write_text("started by sieve up\n")
+        if not was_running:  # `down` stops only a node that this `up` started
+            (services.state_dir() / "opensearch.started").write_text("started by sieve up\n")
     if "models" in extras or (_local_model_configured(loaded.config) and not args.no_models):
         try:
             start_models(loaded.config, console)
