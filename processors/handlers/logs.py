@@ -154,8 +154,10 @@ class ShardState:
         st.acc.stats.rejected.update(doc["stats"]["rejected"])
         by_name = {r.name: r for r in rt.rules}
         for rule, start, blob, samples in doc["partials"]:
-            if rule not in by_name:
-                continue  # a rule removed from pipelines.yaml: its partial state is dropped with the rule
+            if rule not in by_name:  # the rule was removed from pipelines.yaml since this state was saved
+                logger.warning("dropping window state of a rule that is no longer configured",
+                               extra={"rule": rule, "window_start": start, "shard": shard})
+                continue
             st.acc.restore(WindowAggregate.from_bytes(base64.b64decode(blob)))
             if samples:
                 st.samples[(rule, start)] = Samples.from_json(samples, rt.samples_k)
