@@ -32,7 +32,7 @@ client address or raw line in one of Sieve's prompts aborts the run.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import os
 import platform
 import re
@@ -55,16 +55,17 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 from processors.config import load  # noqa: E402
 from processors.core.aggregate import WindowAggregate, merge  # noqa: E402
 from processors.core.boundary import BoundaryConfig, fit_digest_to_budget  # noqa: E402
-from processors.core.budget import BudgetConfig, estimate_tokens  # noqa: E402
+from processors.core.budget import estimate_tokens  # noqa: E402
 from processors.core.decode import Rejected, decode_record  # noqa: E402
-from processors.core.digest import DigestConfig, build_digest  # noqa: E402
+from processors.core.digest import build_digest  # noqa: E402
 from processors.core.generate import AccessLogGenerator, GeneratorConfig, parse_incident  # noqa: E402
 from processors.core.parse import CLF_INDEX, parse_clf  # noqa: E402
 from processors.core.prompts import build_prompt, system_prompt  # noqa: E402
-from processors.core.redact import Redactor, patterns_from_config, window_key  # noqa: E402
+from processors.core.redact import Redactor, window_key  # noqa: E402
 from processors.core.samples import Samples  # noqa: E402
 from processors.core.select import SelectionConfig, SelectionHistory, remember, select_groups  # noqa: E402
 from processors.core.types import Window  # noqa: E402
+from processors.handlers.finaliser import boundary_config, selection_config  # noqa: E402
 from processors.handlers.logs import SAMPLE_KEYS, LogsRuntime, ShardState, _prune_to  # noqa: E402
 from processors.core.parse import JsonFields  # noqa: E402
 
@@ -130,22 +131,8 @@ def runtimes(loaded):
     rt = LogsRuntime(rules=loaded.rules, period=logs.window.period_seconds, capacity=logs.state.capacity,
                      json_fields=JsonFields(**jf.model_dump()), samples_k=logs.ai.samples_per_group,
                      store=None, rejects_queue_url=None)  # type: ignore[arg-type]
-    sel = logs.selection
-    selection = SelectionConfig(
-        min_count=sel.min_count, min_share=sel.min_share, status_key=sel.status_key,
-        status_classes=tuple(sel.status_classes), new_within_windows=sel.new_within_windows,
-        only_new=sel.only_new, cooldown_seconds=sel.cooldown_seconds,
-        cooldown_growth_factor=sel.cooldown_growth_factor, max_groups=sel.max_groups,
-    )
-    ai = logs.ai
-    b = ai.budgets
-    boundary = BoundaryConfig(
-        model_id=ai.analyser.model_id, redaction_secret=SECRET, language=ai.language, enabled=True,
-        digest=DigestConfig(samples_per_group=ai.samples_per_group),
-        budget=BudgetConfig(tokens_per_call=b.tokens_per_call, calls_per_window=b.calls_per_window,
-                            tokens_per_day=b.tokens_per_day, max_output_tokens=b.max_output_tokens),
-        patterns=patterns_from_config(ai.redact.builtin, [p.model_dump() for p in ai.redact.extra_patterns]),
-    )
+    selection = selection_config(logs)
+    boundary = dataclasses.replace(boundary_config(logs, SECRET), enabled=True)
     return rt, selection, boundary
 
 

@@ -7,7 +7,6 @@ made by Sieve reads AWS_ENDPOINT_URL, so the fixture only has to set the environ
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

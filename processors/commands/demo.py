@@ -13,8 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 

@@ -61,33 +61,16 @@ class FinaliserRuntime:
     def from_config(cls, loaded: LoadedConfig, *, notifier=None, analyser=None, clock=time.time) -> "FinaliserRuntime":
         from processors.adapters.audit import DynamoDBAuditStore
         from processors.adapters.budget_store import DynamoDBBudgetStore
-        from processors.core.budget import InMemoryBudgetLedger
 
         cfg = loaded.config
         logs = cfg.pipelines.logs
         if logs is None:
             raise RuntimeError("pipelines.logs is not configured")
-        sel = logs.selection
-        selection = SelectionConfig(
-            min_count=sel.min_count, min_share=sel.min_share, status_key=sel.status_key,
-            status_classes=tuple(sel.status_classes), new_within_windows=sel.new_within_windows,
-            only_new=sel.only_new, cooldown_seconds=sel.cooldown_seconds,
-            cooldown_growth_factor=sel.cooldown_growth_factor, max_groups=sel.max_groups,
-        )
+        selection = selection_config(logs)
+        enabled = logs.ai.analyser.kind != "none"
+        secret = _redaction_secret(logs.ai.redaction_secret) if enabled else b"disabled-analysis-no-key"
+        boundary = boundary_config(logs, secret)
         ai = logs.ai
-        enabled = ai.analyser.kind != "none"
-        b = ai.budgets
-        boundary = BoundaryConfig(
-            model_id=ai.analyser.model_id,
-            redaction_secret=_redaction_secret(ai.redaction_secret) if enabled else b"disabled-analysis-no-key",
-            language=ai.language, enabled=enabled,
-            digest=DigestConfig(samples_per_group=ai.samples_per_group),
-            budget=BudgetConfig(tokens_per_call=b.tokens_per_call, calls_per_window=b.calls_per_window,
-                                tokens_per_day=b.tokens_per_day, max_output_tokens=b.max_output_tokens),
-            prices={m: ModelPrice(p.input_per_1k, p.output_per_1k) for m, p in ai.prices.items()},
-            patterns=patterns_from_config(ai.redact.builtin, [p.model_dump() for p in ai.redact.extra_patterns]),
-            audit_ttl_days=ai.audit_ttl_days,
-        )
         region = aws.region(cfg.region)
         budget = DynamoDBBudgetStore(logs.state.table, client=aws.client("dynamodb", region), clock=clock)
         audit = DynamoDBAuditStore(ai.audit_table, client=aws.client("dynamodb", region)) if ai.audit_table else _LogAudit()
@@ -97,6 +80,33 @@ class FinaliserRuntime:
             analyser = make_analyser(ai.analyser)
         return cls(loaded, StateStore(logs.state.table, ttl_days=logs.state.ttl_days), selection, boundary,
                    analyser, budget, audit, notifier, clock)
+
+
+def selection_config(logs) -> SelectionConfig:
+    """pipelines.logs.selection -> the core's SelectionConfig."""
+    sel = logs.selection
+    return SelectionConfig(
+        min_count=sel.min_count, min_share=sel.min_share, status_key=sel.status_key,
+        status_classes=tuple(sel.status_classes), new_within_windows=sel.new_within_windows,
+        only_new=sel.only_new, cooldown_seconds=sel.cooldown_seconds,
+        cooldown_growth_factor=sel.cooldown_growth_factor, max_groups=sel.max_groups,
+    )
+
+
+def boundary_config(logs, redaction_secret: bytes) -> BoundaryConfig:
+    """pipelines.logs.ai -> the core's BoundaryConfig (the secret is read by the caller)."""
+    ai = logs.ai
+    b = ai.budgets
+    return BoundaryConfig(
+        model_id=ai.analyser.model_id, redaction_secret=redaction_secret, language=ai.language,
+        enabled=ai.analyser.kind != "none",
+        digest=DigestConfig(samples_per_group=ai.samples_per_group),
+        budget=BudgetConfig(tokens_per_call=b.tokens_per_call, calls_per_window=b.calls_per_window,
+                            tokens_per_day=b.tokens_per_day, max_output_tokens=b.max_output_tokens),
+        prices={m: ModelPrice(p.input_per_1k, p.output_per_1k) for m, p in ai.prices.items()},
+        patterns=patterns_from_config(ai.redact.builtin, [p.model_dump() for p in ai.redact.extra_patterns]),
+        audit_ttl_days=ai.audit_ttl_days,
+    )
 
 
 class _LogAudit:

@@ -8,7 +8,6 @@ import dataclasses
 import json
 
 import boto3
-import pytest
 
 from processors.adapters.state_store import StateStore
 from processors.commands.push import push_file
