@@ -189,7 +189,8 @@ def handler(event: dict, context: Any) -> dict:
     if context is not None and hasattr(rt.notifier, "register_lambda_context"):
         rt.notifier.register_lambda_context(context)
     flush = bool(((event or {}).get("sieve") or {}).get("flush"))
-    return finalise(rt, flush=flush)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return finalise(rt, flush=flush, time_left_ms=remaining)
 
 
 def watermark_ms(progress: dict[str, dict], now: float) -> int | None:
@@ -200,19 +201,32 @@ def watermark_ms(progress: dict[str, dict], now: float) -> int | None:
     return min(active) if active else None
 
 
-def finalise(rt: FinaliserRuntime, *, flush: bool = False) -> dict:
+#: stop taking new windows when less than this is left of the invocation (a model call can take a while);
+#: the rest stay open and the next scheduled run takes them
+RESERVE_MS = 90_000
+
+
+def finalise(rt: FinaliserRuntime, *, flush: bool = False, time_left_ms: Callable[[], int] | None = None) -> dict:
     logs = rt.logs
     now = rt.clock()
     wm = watermark_ms(rt.store.progress_detail(), now)
     done: list[dict] = []
+    deferred = 0
+    closed_windows = []
     for rule in rt.loaded.rules:
         for start in sorted(rt.store.open_windows(rule.name)):
             w = Window(start, start + logs.window.period_seconds)
-            closed = flush or (wm is not None and wm / 1000 >= w.end + logs.window.allowed_lateness_seconds)
-            if not closed:
-                continue
-            done.append(finalise_window(rt, rule.name, w))
-    return {"finalised": done, "watermark_ms": wm}
+            if flush or (wm is not None and wm / 1000 >= w.end + logs.window.allowed_lateness_seconds):
+                closed_windows.append((w.start, rule.name, w))
+    for _, rule_name, w in sorted(closed_windows):  # oldest first, across rules
+        if time_left_ms is not None and time_left_ms() < RESERVE_MS:
+            deferred += 1
+            continue
+        done.append(finalise_window(rt, rule_name, w))
+    if deferred:
+        logger.warning("windows left for the next run: not enough time left in this invocation",
+                       extra={"deferred": deferred})
+    return {"finalised": done, "watermark_ms": wm, "deferred": deferred}
 
 
 def finalise_window(rt: FinaliserRuntime, rule: str, w: Window) -> dict:

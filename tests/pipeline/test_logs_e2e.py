@@ -282,3 +282,21 @@ def test_finaliser_reads_the_webhook_from_secrets_manager(make_stack, tmp_path, 
         result = finaliser.finalise(rt, flush=True)
         assert [d["delivery"] for d in result["finalised"] if d["selected"]] == ["posted"]
         assert len(receiver.accepted) == 1
+
+
+def test_finaliser_leaves_windows_for_the_next_run_when_time_runs_out(make_stack, tmp_path):
+    stack = make_stack()
+    line = '192.0.2.3 - - [04/Mar/2024:10:0{}:00 +0000] "GET /d HTTP/1.1" 500 1 "-" "ua"'
+    boto3.client("kinesis").put_records(StreamName="sieve-access-logs", Records=[
+        {"Data": line.format(m).encode(), "PartitionKey": str(m)} for m in range(3)])
+    run_all(stack)
+    with SlackReceiver() as receiver:
+        notifier = SlackWebhookNotifier(webhook_url=receiver.url, idempotency_table="sieve-idempotency",
+                                        dynamodb_client=boto3.client("dynamodb"))
+        rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
+        budget = iter([200_000, 10_000] + [10_000] * 10)  # ms left: enough for one window, then not
+        first = finaliser.finalise(rt, flush=True, time_left_ms=lambda: next(budget))
+        assert len(first["finalised"]) == 1 and first["deferred"] == 5  # 3 windows x 2 rules
+        second = finaliser.finalise(rt, flush=True)
+        assert len(second["finalised"]) == 5 and second["deferred"] == 0
+    assert StateStore("sieve-state").open_windows("errors-by-path") == []
