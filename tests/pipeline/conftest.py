@@ -58,3 +58,19 @@ def make_stack(aws, tmp_path, monkeypatch):
 
 def truth_of(path: Path) -> dict:
     return json.loads(Path(str(path) + ".truth.json").read_text())
+
+
+def local_notifier(url: str):
+    """The production notifier against a local receiver, registered with a Lambda-like context as the
+    finaliser handler does (Powertools idempotency uses the remaining time for in-progress expiry)."""
+    import boto3
+
+    from processors.adapters.slack import SlackWebhookNotifier
+    from processors.runtime.lambda_context import LambdaContext
+
+    notifier = SlackWebhookNotifier(webhook_url=url, idempotency_table="sieve-idempotency",
+                                    dynamodb_client=boto3.client("dynamodb"))
+    notifier.register_lambda_context(LambdaContext(
+        function_name="logs-finaliser", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:logs-finaliser",
+        timeout_seconds=300))
+    return notifier

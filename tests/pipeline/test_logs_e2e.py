@@ -17,9 +17,8 @@ from processors.runtime.checkpoints import MemoryCheckpointStore
 from processors.runtime.mappings import build_mappings
 from processors.runtime.runner import Runner
 from processors.runtime.slack_receiver import SlackReceiver
-from processors.adapters.slack import SlackWebhookNotifier
 
-from .conftest import truth_of
+from .conftest import local_notifier, truth_of
 
 
 def generate(tmp_path, lines=6000, seed=11):
@@ -51,8 +50,7 @@ def run_all(stack, *, handler=None, mutate_mapping=None):
 
 def finalise(stack, receiver):
     loaded = stack.loaded()
-    notifier = SlackWebhookNotifier(webhook_url=receiver.url, idempotency_table="sieve-idempotency",
-                                    dynamodb_client=boto3.client("dynamodb"))
+    notifier = local_notifier(receiver.url)
     rt = finaliser.FinaliserRuntime.from_config(loaded, notifier=notifier)
     return finaliser.finalise(rt, flush=True)
 
@@ -263,8 +261,7 @@ def test_watermark_finalises_only_closed_windows(make_stack, tmp_path):
 
 
 def finalise_at_watermark(stack, receiver):
-    notifier = SlackWebhookNotifier(webhook_url=receiver.url, idempotency_table="sieve-idempotency",
-                                    dynamodb_client=boto3.client("dynamodb"))
+    notifier = local_notifier(receiver.url)
     rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
     return finaliser.finalise(rt, flush=False)
 
@@ -278,8 +275,13 @@ def test_finaliser_reads_the_webhook_from_secrets_manager(make_stack, tmp_path, 
         boto3.client("kinesis").put_records(StreamName="sieve-access-logs", Records=[
             {"Data": line.format(i).encode(), "PartitionKey": str(i)} for i in range(21)])
         run_all(stack)
-        rt = finaliser.FinaliserRuntime.from_config(stack.loaded())  # the production wiring
-        result = finaliser.finalise(rt, flush=True)
+        from processors.runtime.lambda_context import LambdaContext
+        from processors.runtime.mappings import scheduled_event
+
+        ctx = LambdaContext(function_name="logs-finaliser", timeout_seconds=300,
+                            invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:logs-finaliser")
+        # the production entry point: the scheduled handler, wired from pipelines.yaml
+        result = finaliser.handler(scheduled_event("logs-finaliser", "us-east-1", "123456789012", flush=True), ctx)
         assert [d["delivery"] for d in result["finalised"] if d["selected"]] == ["posted"]
         assert len(receiver.accepted) == 1
 
@@ -291,8 +293,7 @@ def test_finaliser_leaves_windows_for_the_next_run_when_time_runs_out(make_stack
         {"Data": line.format(m).encode(), "PartitionKey": str(m)} for m in range(3)])
     run_all(stack)
     with SlackReceiver() as receiver:
-        notifier = SlackWebhookNotifier(webhook_url=receiver.url, idempotency_table="sieve-idempotency",
-                                        dynamodb_client=boto3.client("dynamodb"))
+        notifier = local_notifier(receiver.url)
         rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
         budget = iter([200_000, 10_000] + [10_000] * 10)  # ms left: enough for one window, then not
         first = finaliser.finalise(rt, flush=True, time_left_ms=lambda: next(budget))

@@ -8,11 +8,11 @@ import json
 
 import boto3
 
-from processors.adapters.slack import SlackWebhookNotifier
 from processors.handlers import finaliser
 from processors.ports import ModelReply
 from processors.runtime.slack_receiver import SlackReceiver
 
+from .conftest import local_notifier
 from .test_logs_e2e import run_all
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJlLXNlY3JldC0xMjM0NTY3OA"
@@ -58,8 +58,7 @@ def test_planted_secrets_never_cross_the_boundary(make_stack, tmp_path):
     run_all(stack)
     model = RecordingAnalyser()
     with SlackReceiver() as receiver:
-        notifier = SlackWebhookNotifier(webhook_url=receiver.url, idempotency_table="sieve-idempotency",
-                                        dynamodb_client=boto3.client("dynamodb"))
+        notifier = local_notifier(receiver.url)
         rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier, analyser=model)
         result = finaliser.finalise(rt, flush=True)
         payloads = json.dumps(receiver.accepted)
