@@ -24,9 +24,10 @@ def register(sub) -> None:
     kinds.required = True
     a = kinds.add_parser(
         "access-log",
-        help="combined-format (or JSON) access log + FILE.truth.json",
+        help="combined-format (or JSON, or ALB) access log + FILE.truth.json",
         description="Write realistic access-log traffic with labelled incidents, and the exact ground truth "
-        "(incident windows and counts, top-N per window for the rules in rules/) to FILE.truth.json.",
+        "(incident windows and counts, top-N per window for the rules in rules/, rules/json/ or rules/alb/) "
+        "to FILE.truth.json.",
     )
     a.add_argument("--seed", type=int, default=1, help="random seed; same seed, same file (default 1)")
     a.add_argument("--lines", type=int, default=10_000, help="total lines, incidents included (default 10000)")
@@ -40,8 +41,11 @@ def register(sub) -> None:
         metavar="KIND[:at=S,count=N,duration=S]",
         help=f"add an incident; KIND is one of {', '.join(INCIDENT_KINDS)} (repeatable)",
     )
-    a.add_argument("--format", choices=("combined", "json"), default="combined", help="line format (default combined)")
-    a.add_argument("--tz", default="+0000", help="UTC offset written in combined timestamps, e.g. -0700 (default +0000)")
+    a.add_argument("--format", choices=("combined", "json", "alb"), default="combined",
+                   help="line format: combined, json, or alb (AWS Application Load Balancer access-log entries, "
+                   "truth for the rules in rules/alb/) (default combined)")
+    a.add_argument("--tz", default="+0000", help="UTC offset written in combined timestamps, e.g. -0700 (default +0000; "
+                   "ALB entries are always UTC)")
     a.add_argument("--period", type=int, default=60, help="window length in seconds for the truth (default 60)")
     a.add_argument("--top", type=int, default=10, help="top-N length in the truth (default 10)")
     a.set_defaults(func=run)

@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Literal
 import orjson
 
 from processors.core.decode import LogEvent, Rejected
-from processors.core.parse import DEFAULT_JSON_FIELDS, JsonFields, parse_clf, parse_json
+from processors.core.parse import DEFAULT_JSON_FIELDS, JsonFields, parse_clf, parse_json_or_alb
 from processors.core.rules import CompiledRule
 from processors.core.types import Contributor, TopNReport, Window
 
@@ -351,7 +351,8 @@ class Accumulator:
     """One shard's pipeline state: log lines -> parse -> every rule -> per (rule, window) partials.
 
     `add_line(text, log_group=None, timestamp_ms=None)` / `add_event(LogEvent)` feed one event.
-    Each rule parses with its own LogFormat (a line is parsed once per format). The event time is
+    Each rule parses with its own LogFormat (a line is parsed once per format; JSON rules also read
+    ALB access-log entries, see `parse.parse_json_or_alb`). The event time is
     the line's own time, else the transport's `timestamp_ms`; an event with neither is rejected
     (`missing_timestamp`). Rejections are counted per reason in `stats.rejected`. Events whose
     window the watermark already closed (only if `allowed_lateness` is given) are counted as late
@@ -409,7 +410,7 @@ class Accumulator:
                 rules = [r for r in rules if r.matches_log_group(log_group)]
                 if not rules:
                     continue
-            res = parse_clf(line) if fmt == "CLF" else parse_json(line, self.json_fields)
+            res = parse_clf(line) if fmt == "CLF" else parse_json_or_alb(line, self.json_fields)
             if type(res) is Rejected:
                 stats.rejected[res.reason] += 1
                 continue

@@ -10,13 +10,23 @@ checks the decode/parse/rules/aggregate engine independently.
 Traffic: a Zipf-like client pool (IPv4 from documentation and private-looking ranges, ~6% IPv6),
 a mix of pages, static files and API paths with ids, GET-heavy methods, a status mix (200/304/
 301/302/404/5xx), sizes, referers, user agents (one with escaped quotes), evenly spread over
-`duration` seconds from `start`. Formats: nginx/Apache `combined` (Apache-style `-` bytes on 304)
-or `json` (one object per line: time ISO 8601 ms, client, method, path, protocol, status, bytes,
-referer, user_agent, latency_ms, upstream).
+`duration` seconds from `start`. Formats: nginx/Apache `combined` (Apache-style `-` bytes on 304),
+`json` (one object per line: time ISO 8601 ms, client, method, path, protocol, status, bytes,
+referer, user_agent, latency_ms, upstream), or `alb`: the same events as AWS Application Load
+Balancer access-log entries (every documented field through `conn_trace_id`; times in UTC with
+microseconds). In `alb` the requests are spread over registered targets (`10.0.1.x:8080` for API
+paths, `10.0.2.x:80` for pages and static files); 503s come from the load balancer itself (target
+`-`, processing times `-1`); `target_processing_time` is the event's latency in seconds. The
+decorations only ALB has (targets, ports, trace ids) come from a second random stream, so the
+events (time, client, request, status, bytes) are the same as in the other formats for a seed.
+
+The truth covers the rules of the chosen format: `rules/*.json` (combined), `rules/json/*.json`
+(json) or `rules/alb/*.json` (alb: `5xx-by-target`, `slow-by-path`, `404-by-client`,
+`bytes-by-client`).
 
 Incident kinds (`KIND` or `KIND:at=SECONDS,count=N,duration=SECONDS`, `at` counted from start):
 
-* `burst500`      - 500s on one API path from many clients
+* `burst500`      - 500s on one API path from many clients (in `alb`: all from one bad target)
 * `scan404`       - one client probing many missing paths (404s)
 * `slow_upstream` - 504s with very high latency on one upstream-backed path
 * `bytes_hog`     - one client downloading very large files (drives the bytes Sum rule)
@@ -74,7 +84,7 @@ class GeneratorConfig:
     start: datetime = DEFAULT_START
     duration: int = 3600
     incidents: tuple[IncidentSpec, ...] = ()
-    format: Literal["combined", "json"] = "combined"
+    format: Literal["combined", "json", "alb"] = "combined"
     tz_offset_minutes: int = 0  # how the combined timestamps are written, e.g. -420 for -0700
     period: int = 60  # window length used in the truth
     top: int = 10  # top-N length in the truth
@@ -106,6 +116,18 @@ _REFERERS = ["-", "-", "-", "https://www.example.com/", "https://www.example.com
              "https://news.example.org/item?id=42"]  # fmt: skip
 
 RULE_NAMES = ("errors-by-path", "404-by-client", "bytes-by-client")
+#: The rules in rules/alb/ the truth covers when format == "alb".
+ALB_RULE_NAMES = ("5xx-by-target", "slow-by-path", "404-by-client", "bytes-by-client")
+_INCIDENT_RULE = {"burst500": "errors-by-path", "scan404": "404-by-client", "slow_upstream": "errors-by-path",
+                  "bytes_hog": "bytes-by-client"}  # fmt: skip
+_ALB_INCIDENT_RULE = {"burst500": "5xx-by-target", "scan404": "404-by-client", "slow_upstream": "slow-by-path",
+                      "bytes_hog": "bytes-by-client"}  # fmt: skip
+_ALB_APP_TARGETS = tuple(f"10.0.1.{i}:8080" for i in range(11, 17))
+_ALB_WEB_TARGETS = tuple(f"10.0.2.{i}:80" for i in range(21, 25))
+_ALB_BAD_TARGET = "10.0.1.13:8080"
+_ALB_ELB = "app/sieve-web/50dc6c495c0c9188"
+_ALB_TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{}/73e2d6bc24d8a067"
+_ALB_CERT = "arn:aws:acm:us-east-1:123456789012:certificate/5e7a3a3c-0b3f-4b6e-9a5e-3c0d1a2b4c5d"
 
 
 class AccessLogGenerator:
@@ -130,6 +152,8 @@ class AccessLogGenerator:
         self._incident_hits: dict[int, Counter] = defaultdict(Counter)
         self._done = False
         self._clf_cache: dict[int, str] = {}
+        self._rule_sum: dict[int, Counter] = defaultdict(Counter)  # window -> rule -> sum in line order
+        self._alb_rng = random.Random(f"alb:{config.seed}")  # ALB-only decorations; events stay the same
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -172,6 +196,8 @@ class AccessLogGenerator:
                 raise ValueError(f"incident {spec.kind} at {at}s + {duration}s ends after the {cfg.duration}s span")
             if spec.kind == "burst500":
                 key = {"path": "/api/v1/checkout"}
+                if cfg.format == "alb":
+                    key["target"] = _ALB_BAD_TARGET
             elif spec.kind == "scan404":
                 key = {"client": self._scanner}
             elif spec.kind == "slow_upstream":
@@ -196,8 +222,15 @@ class AccessLogGenerator:
         fmt = self.cfg.format
         for ts, incident in self._timeline():
             ev = self._background_event(ts) if incident < 0 else self._incident_event(ts, self._plans[incident])
+            if fmt == "alb":
+                self._alb_decorate(ev, self._plans[incident]["kind"] if incident >= 0 else None)
             self._count(ev, incident)
-            yield self._format_combined(ev) if fmt == "combined" else self._format_json(ev)
+            if fmt == "combined":
+                yield self._format_combined(ev)
+            elif fmt == "json":
+                yield self._format_json(ev)
+            else:
+                yield self._format_alb(ev)
         self._done = True
 
     def _pick_path(self) -> tuple[str, str]:
@@ -299,11 +332,52 @@ class AccessLogGenerator:
                "user_agent": ev["ua"], "latency_ms": ev["latency"], "upstream": ev["upstream"]}  # fmt: skip
         return orjson.dumps(obj).decode()
 
+    def _alb_decorate(self, ev: dict, kind: str | None) -> None:
+        """Choose what only an ALB entry has: target, ports, processing times, trace id."""
+        rng = self._alb_rng
+        if ev["status"] == 503:
+            ev["target"] = None  # the load balancer answered itself: no target, times -1
+            ev["tpt"] = None
+        else:
+            if kind == "burst500":
+                ev["target"] = _ALB_BAD_TARGET
+            else:
+                ev["target"] = rng.choice(_ALB_APP_TARGETS if ev["upstream"] != "-" else _ALB_WEB_TARGETS)
+            ev["tpt"] = f"{ev['latency'] / 1000:.3f}"
+        ev["alb_type"] = "h2" if rng.random() < 0.4 else "https"
+        ev["client_port"] = rng.randrange(1024, 65536)
+        ev["received"] = rng.randrange(120, 900) + (len(ev["path"]) if ev["method"] in ("GET", "DELETE") else 400)
+        ev["trace"] = f"Root=1-{int(ev['ts']):08x}-{rng.getrandbits(96):024x}"
+        ev["conn"] = f"TID_{rng.getrandbits(64):016x}"
+        ev["priority"] = 10 if ev["upstream"] != "-" else 0
+
+    def _format_alb(self, ev: dict) -> str:
+        us = int(round(ev["ts"] * 1_000_000))
+        latency_us = int(round(ev["latency"] * 1000))
+        client = ev["client"]
+        client = f"[{client}]:{ev['client_port']}" if ":" in client else f"{client}:{ev['client_port']}"
+        target = ev["target"]
+        if target is None:
+            times, tstatus = "-1 -1 -1", "-"
+        else:
+            times, tstatus = f"0.000 {ev['tpt']} 0.000", str(ev["status"])
+        h2 = ev["alb_type"] == "h2"
+        ua = ev["ua"].replace("\\", "\\\\").replace('"', '\\"')
+        sent = ev["bytes"] if ev["bytes"] is not None else 0
+        tg = _ALB_TG.format("app" if ev["upstream"] != "-" else "web")
+        return (f'{ev["alb_type"]} {_iso_us(us)} {_ALB_ELB} {client} {target or "-"} {times} {ev["status"]} {tstatus} '
+                f'{ev["received"]} {sent} "{ev["method"]} https://www.example.com:443{ev["path"]} '
+                f'{"HTTP/2.0" if h2 else "HTTP/1.1"}" "{ua}" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {tg} "{ev["trace"]}" '
+                f'"www.example.com" "{_ALB_CERT}" {ev["priority"]} {_iso_us(us - latency_us)} "forward" "-" "-" '
+                f'"{target or "-"}" "{tstatus}" "-" "-" {ev["conn"]}')  # fmt: skip
+
     # -- truth -------------------------------------------------------------------------------
 
     def _window_start(self, ts: float) -> int:
         if self.cfg.format == "json":
             ts = int(round(ts * 1000)) / 1000
+        elif self.cfg.format == "alb":
+            ts = int(round(ts * 1_000_000)) // 1_000_000
         else:
             ts = int(ts)
         return int(ts // self.cfg.period) * self.cfg.period
@@ -313,6 +387,11 @@ class AccessLogGenerator:
         self._events[w] += 1
         t = self._tally[w]
         status = ev["status"]
+        if incident >= 0:
+            self._incident_hits[incident][w] += 1
+        if self.cfg.format == "alb":
+            self._count_alb(w, t, ev)
+            return
         if status >= 500:
             _bump(t["errors-by-path"], (ev["path"],), 1)
         if status == 404:
@@ -322,17 +401,29 @@ class AccessLogGenerator:
             size = 0  # the JSON form writes 0 where combined writes "-"
         if size is not None:
             _bump(t["bytes-by-client"], (ev["client"],), size)
-        if incident >= 0:
-            self._incident_hits[incident][w] += 1
+
+    def _count_alb(self, w: int, t: dict, ev: dict) -> None:
+        """What rules/alb/*.json must count for this event, from the generator's own choices."""
+        status, sums = ev["status"], self._rule_sum[w]
+        if status >= 500 and ev["target"] is not None:
+            _bump(t["5xx-by-target"], (ev["target"],), 1)
+        if ev["tpt"] is not None:
+            value = float(ev["tpt"])  # what the entry says, to the bit
+            _bump(t["slow-by-path"], (ev["path"].partition("?")[0],), value)
+            sums["slow-by-path"] += value  # the engine adds in line order too
+        if status == 404:
+            _bump(t["404-by-client"], (ev["client"],), 1)
+        _bump(t["bytes-by-client"], (ev["client"],), ev["bytes"] if ev["bytes"] is not None else 0)
 
     def truth(self) -> dict:
         """Ground truth as a JSON-ready dict (see the module docstring)."""
         if not self._done:
             raise RuntimeError("consume lines() first")
         cfg = self.cfg
-        rules: dict[str, list] = {name: [] for name in RULE_NAMES}
+        names = ALB_RULE_NAMES if cfg.format == "alb" else RULE_NAMES
+        rules: dict[str, list] = {name: [] for name in names}
         for w in sorted(self._events):
-            for name in RULE_NAMES:
+            for name in names:
                 tally = self._tally[w].get(name, {})
                 ranked = sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))
                 rules[name].append({
@@ -341,14 +432,17 @@ class AccessLogGenerator:
                     "unique_contributors": len(tally),
                     "max_contributor_value": ranked[0][1][0] if ranked else 0,
                     "sample_count": sum(v[1] for v in tally.values()),
-                    "sum": sum(v[0] for v in tally.values()),
+                    "sum": self._rule_sum[w][name] if name in self._rule_sum[w] else sum(v[0] for v in tally.values()),
                     "total_events": self._events[w],
                 })  # fmt: skip
         incidents = []
         for p in self._plans:
-            rule = {"burst500": "errors-by-path", "scan404": "404-by-client", "slow_upstream": "errors-by-path",
-                    "bytes_hog": "bytes-by-client"}[p["kind"]]  # fmt: skip
-            key = (p["key"]["path"],) if "path" in p["key"] else (p["key"]["client"],)
+            if cfg.format == "alb":
+                rule = _ALB_INCIDENT_RULE[p["kind"]]
+                key = (p["key"]["target"],) if "target" in p["key"] else (p["key"]["path"],) if "path" in p["key"] else (p["key"]["client"],)
+            else:
+                rule = _INCIDENT_RULE[p["kind"]]
+                key = (p["key"]["path"],) if "path" in p["key"] else (p["key"]["client"],)
             windows = []
             for w, n in sorted(self._incident_hits[p["id"]].items()):
                 entry = self._tally[w].get(rule, {}).get(key, [0, 0])
@@ -367,6 +461,12 @@ class AccessLogGenerator:
             "incidents": incidents,
             "rules": rules,
         }
+
+
+def _iso_us(us: int) -> str:
+    """Epoch microseconds -> `2024-03-04T10:00:00.123456Z` (ALB's time format)."""
+    sec, frac = divmod(us, 1_000_000)
+    return datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:06d}Z"
 
 
 def _evenly(start: float, duration: float, count: int, tag: int) -> Iterator[tuple[float, int]]:

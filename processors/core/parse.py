@@ -1,6 +1,6 @@
 """Parse one access-log line into a flat record the rule engine can read. Pure and hot.
 
-Two formats:
+Three formats:
 
 * **CLF / combined** (Apache `%h %l %u %t \\"%r\\" %>s %b [\\"%{Referer}i\\" \\"%{User-Agent}i\\"]`,
   nginx's default `combined`). `parse_clf(line)` returns `(epoch_seconds, ClfRecord)`. A
@@ -34,8 +34,13 @@ Two formats:
   ISO 8601 or a CLF timestamp. A line without a time field gets `None` (the caller falls back to
   the transport's timestamp).
 
+* **AWS Application Load Balancer access logs**: `parse_alb(line)` returns `(epoch_seconds,
+  dict)`: a flat dict with AWS's field names (`ALB_RECORD_KEYS`; see `parse_alb`). JSON-format
+  rules read ALB entries too: `parse_json_or_alb` sends a line starting with an ALB type (`https `,
+  `h2 `, ...) to `parse_alb` and anything else to `parse_json` (an ALB entry is never JSON).
+
 A line that cannot be used returns `Rejected(reason, detail)` with a reason from
-`REJECT_REASONS`. Neither function raises on any string.
+`REJECT_REASONS`. None of these functions raises on any string.
 """
 
 from __future__ import annotations
@@ -61,12 +66,20 @@ __all__ = [
     "parse_clf_time",
     "ClfRecord",
     "CLF_INDEX",
+    "ALB_TYPES",
+    "ALB_FIELDS",
+    "ALB_RECORD_KEYS",
+    "looks_like_alb",
+    "parse_alb",
+    "parse_alb_time",
+    "parse_json_or_alb",
 ]
 
 REJECT_REASONS = frozenset(
     {
         "empty",
         "malformed_line",
+        "malformed_alb_line",
         "malformed_request_line",
         "bad_timestamp",
         "missing_timestamp",
@@ -377,3 +390,252 @@ def _nonneg_number(v) -> bool:
             return False
         return math.isfinite(f) and f >= 0
     return False
+
+
+# ------------------------------------------------------------------------------------------ ALB
+
+#: The request/connection types an ALB access-log entry starts with (AWS: "ignore any other values").
+ALB_TYPES = ("http", "https", "h2", "grpcs", "ws", "wss")
+_ALB_PREFIXES = tuple(t + " " for t in ALB_TYPES)
+_ALB_PREFIXES_B = tuple(p.encode() for p in _ALB_PREFIXES)
+
+#: ALB entry fields in the order AWS writes them, as named in Sieve's record (`client:port` ->
+#: `client` + `client_port`, `target:port` -> `target`, `target:port_list` -> `target_port_list`),
+#: and whether the field is written double-quoted.
+ALB_FIELDS: tuple[tuple[str, bool], ...] = (
+    ("type", False), ("time", False), ("elb", False), ("client:port", False), ("target:port", False),
+    ("request_processing_time", False), ("target_processing_time", False), ("response_processing_time", False),
+    ("elb_status_code", False), ("target_status_code", False), ("received_bytes", False), ("sent_bytes", False),
+    ("request", True), ("user_agent", True), ("ssl_cipher", False), ("ssl_protocol", False),
+    ("target_group_arn", False), ("trace_id", True), ("domain_name", True), ("chosen_cert_arn", True),
+    ("matched_rule_priority", False), ("request_creation_time", False), ("actions_executed", True),
+    ("redirect_url", True), ("error_reason", True), ("target_port_list", True), ("target_status_code_list", True),
+    ("classification", True), ("classification_reason", True), ("conn_trace_id", False),
+)  # fmt: skip
+#: Entries must carry at least type .. user_agent (14 fields); later fields, added by AWS over the
+#: years, are None when an older entry does not have them.
+ALB_MIN_FIELDS = 14
+_ALB_PLAIN = ("elb", "ssl_cipher", "ssl_protocol", "target_group_arn", "trace_id", "domain_name", "chosen_cert_arn",
+              "request_creation_time", "actions_executed", "redirect_url", "error_reason", "target_port_list",
+              "target_status_code_list", "classification", "classification_reason", "conn_trace_id")  # fmt: skip
+_ALB_INDEX = {name: i for i, (name, _) in enumerate(ALB_FIELDS)}
+_ALB_PLAIN_IDX = tuple((name, _ALB_INDEX[name]) for name in _ALB_PLAIN)
+_ALB_QUOTED = frozenset(i for i, (_, q) in enumerate(ALB_FIELDS) if q)
+#: Every key of a parsed ALB record (all present; None where the entry has `-` or lacks the field).
+ALB_RECORD_KEYS = ("type", "time", "elb", "client", "client_port", "target", "target_ip", "target_port",
+                   "request_processing_time", "target_processing_time", "response_processing_time",
+                   "elb_status_code", "target_status_code", "received_bytes", "sent_bytes", "request", "method",
+                   "url", "path", "protocol", "user_agent") + _ALB_PLAIN + ("matched_rule_priority", "extra")  # fmt: skip
+
+_ALB_LINE_RE = re.compile(r'(?:"' + _Q + r'"|[^\s"]\S*)(?: +(?:"' + _Q + r'"|[^\s"]\S*))*[ \t\r\n]*\Z', re.DOTALL)
+_ALB_TOKEN_RE = re.compile(r'"(' + _Q + r')"|([^\s"]\S*)', re.DOTALL)
+_ALB_TIME_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z\Z")
+_ALB_SECOND_CACHE: dict[str, int | None] = {}
+_ALB_NUM_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
+
+
+def looks_like_alb(line: str | bytes) -> bool:
+    """Whether a line starts like an ALB access-log entry (`http `, `https `, `h2 `, ...)."""
+    return line.startswith(_ALB_PREFIXES if type(line) is str else _ALB_PREFIXES_B)
+
+
+def parse_alb_time(text: str) -> float | int | None:
+    """ALB's ISO 8601 UTC time `2018-07-02T22:23:00.186641Z` -> epoch seconds (fraction kept), or None."""
+    m = _ALB_TIME_RE.match(text)
+    if m is None:
+        return None
+    whole = text[:19]
+    sec = _ALB_SECOND_CACHE.get(whole, -1)
+    if sec == -1:
+        y, mo, d, hh, mi, ss = (int(g) for g in m.groups()[:6])
+        try:
+            sec = int(datetime(y, mo, d, hh, mi, ss, tzinfo=timezone.utc).timestamp())
+        except ValueError:
+            sec = None
+        if len(_ALB_SECOND_CACHE) >= _TIME_CACHE_MAX:
+            _ALB_SECOND_CACHE.clear()
+        _ALB_SECOND_CACHE[whole] = sec
+    if sec is None:
+        return None
+    frac = m.group(7)
+    return sec + int(frac) / 10 ** len(frac) if frac and frac.strip("0") else sec
+
+
+def _split_host_port(text: str) -> tuple[str, int] | None:
+    """`1.2.3.4:80` / `[2001:db8::1]:80` / `2001:db8::1:80` -> (host, port) or None."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not (port.isdigit() and port.isascii() and len(port) <= 5):
+        return None
+    return host, int(port)
+
+
+def _alb_seconds(name: str, text: str):
+    """A processing time: seconds as a float; `-1` (not applicable) and `-` -> None."""
+    if text == "-1" or text == "-":
+        return None
+    if _ALB_NUM_RE.match(text) is None or text[0] == "-":
+        return Rejected("bad_latency", f"{name} {text[:20]!r} is not a number of seconds or -1")
+    return float(text)
+
+
+def parse_alb(line: str) -> tuple[float | int, dict] | Rejected:
+    """Parse one Application Load Balancer access-log entry (the format AWS documents under
+    "Access log entries"). Returns `(epoch_seconds, record)` or `Rejected`; never raises.
+
+    The record is a flat dict with every key in `ALB_RECORD_KEYS`: the AWS field names (`:` in a
+    name becomes `_`, e.g. `target_port_list`), plus `client` (IP without port; IPv6 brackets
+    removed) and `client_port`, `target` (`ip:port` as logged) with `target_ip` / `target_port`,
+    and the request split into `method`, `url` (as logged, usually absolute), `path` (the URL's
+    path without query string) and `protocol`. Status codes, byte counts, `client_port`,
+    `target_port` and `matched_rule_priority` are ints; the three processing times are float
+    seconds. `-` is None, as is a processing time of `-1` (not applicable: it must not count in a
+    Sum). Fields an older entry lacks are None; fields AWS appended after `conn_trace_id` are kept
+    as strings in `extra` (None when there are none)."""
+    if type(line) is not str:
+        if type(line) is bytes:
+            line = line.decode("utf-8", "surrogateescape")
+        else:
+            return Rejected("malformed_alb_line", f"expected text, got {type(line).__name__}")
+    if len(line) > MAX_LINE_CHARS:
+        return Rejected("too_long", f"line has {len(line)} characters, limit {MAX_LINE_CHARS}")
+    if not line.strip():
+        return Rejected("empty", "blank line")
+    if not line.startswith(_ALB_PREFIXES):
+        return Rejected("malformed_alb_line", f"type must be one of {', '.join(ALB_TYPES)} followed by a space")
+    if _ALB_LINE_RE.match(line) is None:
+        return Rejected("malformed_alb_line", "not space-separated fields and \"quoted\" strings (unterminated quote?)")
+    tokens = _ALB_TOKEN_RE.findall(line)
+    n = len(tokens)
+    if n < ALB_MIN_FIELDS:
+        return Rejected("malformed_alb_line", f"{n} fields; an ALB entry has at least {ALB_MIN_FIELDS} (type .. user_agent)")
+    vals: list[str] = []
+    for i, (quoted, bare) in enumerate(tokens):
+        if i < len(ALB_FIELDS):
+            want_quoted = i in _ALB_QUOTED
+            if want_quoted != (bare == ""):
+                how = "double-quoted" if want_quoted else "unquoted"
+                return Rejected("malformed_alb_line", f"field {i + 1} ({ALB_FIELDS[i][0]}) must be {how}")
+        if bare:
+            vals.append(bare)
+        else:
+            vals.append(quoted.replace('\\"', '"').replace("\\\\", "\\") if "\\" in quoted else quoted)
+    vals.extend(["-"] * (len(ALB_FIELDS) - n))
+
+    ts = parse_alb_time(vals[1])
+    if ts is None:
+        return Rejected("bad_timestamp", f"time {vals[1][:40]!r} is not ISO 8601 UTC (yyyy-mm-ddTHH:MM:SS.ffffffZ)")
+    client = _split_host_port(vals[3])
+    if client is None:
+        return Rejected("malformed_alb_line", f"client:port {vals[3][:60]!r} is not ip:port")
+    target_text = vals[4]
+    if target_text == "-":
+        target = target_ip = target_port = None
+    else:
+        hp = _split_host_port(target_text)
+        if hp is None:
+            return Rejected("malformed_alb_line", f"target:port {target_text[:60]!r} is not ip:port or '-'")
+        target, (target_ip, target_port) = target_text, hp
+    times = []
+    for i, name in ((5, "request_processing_time"), (6, "target_processing_time"), (7, "response_processing_time")):
+        t = _alb_seconds(name, vals[i])
+        if type(t) is Rejected:
+            return t
+        times.append(t)
+    codes = []
+    for i, name in ((8, "elb_status_code"), (9, "target_status_code")):
+        s = vals[i]
+        if s == "-":
+            codes.append(None)
+        elif len(s) == 3 and s.isdigit() and s.isascii() and "1" <= s[0] <= "5":
+            codes.append(int(s))
+        else:
+            return Rejected("bad_status", f"{name} {s[:20]!r} is not a 3-digit HTTP code or '-'")
+    sizes = []
+    for i, name in ((10, "received_bytes"), (11, "sent_bytes")):
+        s = vals[i]
+        if s == "-":
+            sizes.append(None)
+        elif s.isdigit() and s.isascii():
+            sizes.append(int(s))
+        else:
+            return Rejected("bad_bytes", f"{name} {s[:20]!r} is not a number or '-'")
+    request = vals[12]
+    parts = request.split()
+    if len(parts) >= 3:
+        method, url, protocol = parts[0], " ".join(parts[1:-1]), parts[-1]
+    elif len(parts) == 2:
+        method, url, protocol = parts[0], parts[1], None
+    elif parts == ["-"]:
+        method = url = protocol = None
+    else:
+        return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD URL PROTOCOL'")
+    method = None if method == "-" else method
+    protocol = None if protocol == "-" else protocol
+    url = None if url == "-" else url
+    prio = vals[20]
+    if prio == "-":
+        priority = None
+    elif _ALB_NUM_RE.match(prio) is not None and "." not in prio:
+        priority = int(prio)
+    else:
+        return Rejected("malformed_alb_line", f"matched_rule_priority {prio[:20]!r} is not an integer or '-'")
+
+    rec = {
+        "type": vals[0],
+        "time": vals[1],
+        "client": client[0],
+        "client_port": client[1],
+        "target": target,
+        "target_ip": target_ip,
+        "target_port": target_port,
+        "request_processing_time": times[0],
+        "target_processing_time": times[1],
+        "response_processing_time": times[2],
+        "elb_status_code": codes[0],
+        "target_status_code": codes[1],
+        "received_bytes": sizes[0],
+        "sent_bytes": sizes[1],
+        "request": None if request == "-" else request,
+        "method": method,
+        "url": url,
+        "path": _url_path(url),
+        "protocol": protocol,
+        "user_agent": None if vals[13] == "-" else vals[13],
+        "matched_rule_priority": priority,
+        "extra": vals[len(ALB_FIELDS):] or None,
+    }
+    for name, i in _ALB_PLAIN_IDX:
+        v = vals[i]
+        rec[name] = None if v == "-" else v
+    return ts, rec
+
+
+def _url_path(url: str | None) -> str | None:
+    """`https://example.com:443/a/b?q=1` -> `/a/b`; `/a?q` -> `/a`; an authority without a path -> `/`."""
+    if url is None:
+        return None
+    i = url.find("://")
+    if i > 0 and url[:i].isalpha():
+        slash = url.find("/", i + 3)
+        if slash < 0:
+            return "/"
+        rest = url[slash:]
+    else:
+        rest = url
+    q = rest.find("?")
+    if q >= 0:
+        rest = rest[:q]
+    return rest or "/"
+
+
+def parse_json_or_alb(line: str | bytes, fields: JsonFields = DEFAULT_JSON_FIELDS):
+    """What a `"LogFormat": "JSON"` rule reads: an ALB access-log entry (a line starting with an ALB
+    type such as `https `) goes through `parse_alb`, anything else through `parse_json`. An ALB
+    entry is never valid JSON, so no JSON line changes meaning; rules address ALB fields with
+    the same `$.name` paths (`$.elb_status_code`, `$.target`, `$.path`)."""
+    if line.startswith(_ALB_PREFIXES if type(line) is str else _ALB_PREFIXES_B):  # looks_like_alb, inlined
+        return parse_alb(line)
+    return parse_json(line, fields)
