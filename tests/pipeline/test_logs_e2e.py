@@ -301,3 +301,39 @@ def test_finaliser_leaves_windows_for_the_next_run_when_time_runs_out(make_stack
         second = finaliser.finalise(rt, flush=True)
         assert len(second["finalised"]) == 5 and second["deferred"] == 0
     assert StateStore("sieve-state").open_windows("errors-by-path") == []
+
+
+def test_sieve_run_keeps_polling_and_finalises_on_its_schedule(make_stack, tmp_path):
+    """`sieve run` without --until-idle: the mode a user leaves running. Records pushed while it runs
+    are processed, the scheduled finaliser runs on its own, and Ctrl-C stops it cleanly."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def fast_schedule(doc):
+        doc["functions"]["logs-finaliser"]["schedule_seconds"] = 1
+        doc["pipelines"]["logs"]["window"]["allowed_lateness_seconds"] = 0
+
+    make_stack(fast_schedule)
+    with SlackReceiver() as receiver:
+        env = {**os.environ, "SLACK_WEBHOOK_URL": receiver.url, "SIEVE_STATE_DIR": str(tmp_path / "state")}
+        proc = subprocess.Popen([sys.executable, "-m", "processors.cli", "run"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # a burst in the 10:00 window, then a line at 10:02 on every shard moves the watermark past it
+            line = '192.0.2.{} - - [04/Mar/2024:10:{}:{:02d} +0000] "GET /live HTTP/1.1" 500 1 "-" "ua"'
+            records = [{"Data": line.format(1, "00", i).encode(), "PartitionKey": str(i)} for i in range(25)]
+            records += [{"Data": line.format(2, "02", i).encode(), "PartitionKey": str(i)} for i in range(40)]
+            boto3.client("kinesis").put_records(StreamName="sieve-access-logs", Records=records)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not receiver.accepted:
+                time.sleep(0.5)
+            assert len(receiver.accepted) == 1, "the scheduled finaliser did not post the closed window"
+            assert "/live" in json.dumps(receiver.accepted[0])
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err[-2000:]
+    assert StateStore("sieve-state").open_windows("errors-by-path") == [1709546520]  # 10:02 is still open
