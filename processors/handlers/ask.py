@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -32,10 +31,11 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 
-from processors.config import LoadedConfig, load
+from processors.config import LoadedConfig
 from processors.core.answer import Answer, Candidate, answer
 from processors.core.slack_blocks import escape
 from processors.errors import ConfigError, ServiceError
+from processors.handlers.container import PerContainer
 
 logger = Logger(service="sieve-ask", logger_handler=None)
 
@@ -224,19 +224,15 @@ def _secret_reader(name: str, key: str) -> Callable[[], str]:
     return read
 
 
-_runtime: AskRuntime | None = None
+_runtime: PerContainer[AskRuntime] = PerContainer(AskRuntime.from_config)
 
 
 def runtime() -> AskRuntime:
-    global _runtime
-    if _runtime is None:
-        _runtime = AskRuntime.from_config(load(os.environ.get("SIEVE_CONFIG")))
-    return _runtime
+    return _runtime.get()
 
 
 def reset_runtime(rt: AskRuntime | None = None) -> None:
-    global _runtime
-    _runtime = rt
+    _runtime.reset(rt)
 
 
 def _response(status: int, payload: dict | str) -> dict:

@@ -24,7 +24,6 @@ The indexes are ensured once per container (cold start).
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import Counter
@@ -35,9 +34,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from processors.config import LoadedConfig, load
+from processors.config import LoadedConfig
 from processors.core.faq import ChangePlan, plan_change
 from processors.errors import ConfigError, ServiceError
+from processors.handlers.container import PerContainer
 
 logger = Logger(service="sieve-faq", logger_handler=None)
 metrics = Metrics(namespace="Sieve", service="faq-processor")
@@ -139,19 +139,15 @@ def make_embedder(spec):
                                 client=aws.client("bedrock-runtime", **kw))
 
 
-_runtime: FaqRuntime | None = None
+_runtime: PerContainer[FaqRuntime] = PerContainer(FaqRuntime.from_config)
 
 
 def runtime() -> FaqRuntime:
-    global _runtime
-    if _runtime is None:
-        _runtime = FaqRuntime.from_config(load(os.environ.get("SIEVE_CONFIG")))
-    return _runtime
+    return _runtime.get()
 
 
 def reset_runtime(rt: FaqRuntime | None = None) -> None:
-    global _runtime
-    _runtime = rt
+    _runtime.reset(rt)
 
 
 # ------------------------------------------------------------------------------------ the batch

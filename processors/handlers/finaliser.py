@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities import parameters
 
 from processors.adapters import aws
 from processors.adapters.state_store import StateStore
-from processors.config import LoadedConfig, load
+from processors.config import LoadedConfig
 from processors.core.aggregate import WindowAggregate, merge
 from processors.core.boundary import BoundaryConfig, ModelPrice, analyse_window
 from processors.core.budget import BudgetConfig
@@ -34,6 +34,7 @@ from processors.core.redact import patterns_from_config
 from processors.core.samples import Samples
 from processors.core.select import LastSelected, SelectionConfig, SelectionHistory, remember, select_groups
 from processors.core.types import AnalysisOutcome, Window, WindowReport
+from processors.handlers.container import PerContainer
 
 logger = Logger(service="sieve-finaliser", logger_handler=None)
 
@@ -174,14 +175,15 @@ def _notifier(loaded: LoadedConfig):
     )
 
 
-_runtime: FinaliserRuntime | None = None
+_runtime: PerContainer[FinaliserRuntime] = PerContainer(FinaliserRuntime.from_config)
 
 
 def runtime() -> FinaliserRuntime:
-    global _runtime
-    if _runtime is None:
-        _runtime = FinaliserRuntime.from_config(load(os.environ.get("SIEVE_CONFIG")))
-    return _runtime
+    return _runtime.get()
+
+
+def reset_runtime(rt: FinaliserRuntime | None = None) -> None:
+    _runtime.reset(rt)
 
 
 def handler(event: dict, context: Any) -> dict:

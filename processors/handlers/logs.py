@@ -18,7 +18,6 @@ Guarantees
 from __future__ import annotations
 
 import base64
-import os
 import time
 import zlib
 from collections import Counter
@@ -32,11 +31,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from processors.adapters import aws
 from processors.adapters.state_store import Partial, StateStore
-from processors.config import LoadedConfig, load
+from processors.config import LoadedConfig
 from processors.core.aggregate import Accumulator, WindowAggregate
 from processors.core.decode import Rejected, decode_record
 from processors.core.parse import JsonFields
 from processors.core.samples import Samples
+from processors.handlers.container import PerContainer
 
 logger = Logger(service="sieve-logs", logger_handler=None)
 metrics = Metrics(namespace="Sieve", service="logs-processor")
@@ -78,19 +78,15 @@ class LogsRuntime:
         )
 
 
-_runtime: LogsRuntime | None = None
+_runtime: PerContainer[LogsRuntime] = PerContainer(LogsRuntime.from_config)
 
 
 def runtime() -> LogsRuntime:
-    global _runtime
-    if _runtime is None:
-        _runtime = LogsRuntime.from_config(load(os.environ.get("SIEVE_CONFIG")))
-    return _runtime
+    return _runtime.get()
 
 
-def reset_runtime() -> None:
-    global _runtime
-    _runtime = None
+def reset_runtime(rt: LogsRuntime | None = None) -> None:
+    _runtime.reset(rt)
 
 
 @dataclass

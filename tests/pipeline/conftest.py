@@ -47,13 +47,13 @@ def make_stack(aws, tmp_path, monkeypatch):
         path = write_config(tmp_path, mutate)
         monkeypatch.setenv("SIEVE_CONFIG", str(path))
         logs_mod.reset_runtime()
-        finaliser_mod._runtime = None
+        finaliser_mod.reset_runtime()
         provision(load(path).config, emulator=True)
         return Stack(tmp_path, path)
 
     yield make
     logs_mod.reset_runtime()
-    finaliser_mod._runtime = None
+    finaliser_mod.reset_runtime()
 
 
 def truth_of(path: Path) -> dict:
