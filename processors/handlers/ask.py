@@ -12,9 +12,12 @@
 4. The reply is Block Kit, ephemeral: the answer text escaped (&, <, >), the cited entries as links, and
    a context line that says whether a model wrote the text (which one, tokens) or Sieve listed entries.
 
-Slack wants an answer within 3 s. Retrieval and the no-model paths take milliseconds; a slow model
-can exceed that (then Slack shows a timeout to the user) - answering through `response_url` from an
-asynchronous invocation would lift that limit and is not done here.
+Slack wants an answer within 3 s. Without a model, retrieval takes milliseconds and the answer is the
+HTTP response. With a model the handler acknowledges at once ("looking it up") and hands the question
+to an asynchronous run of itself (`{"sieve_ask": {...}}`: a Lambda `Event` invoke of this function on
+AWS, a background thread locally), which posts the answer to the command's `response_url`. Only a
+Slack `response_url` (https://hooks.slack.com/...) is ever posted to; outside Lambda a loopback URL is
+allowed too, for local receivers.
 
 `OpenSearchRetriever` (also used by `sieve faq ask`) implements the core's Retriever port.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -175,6 +179,7 @@ class AskRuntime:
     user_roles: dict[str, str]
     default_role: str
     signing_secret: Callable[[], str]
+    dispatch: Callable[[dict, Any], None] | None = None  # run a follow-up asynchronously (default: see _dispatch)
 
     @classmethod
     def from_config(cls, loaded: LoadedConfig, *, embedder: Any = None, client: Any = None, analyser: Any = None,
@@ -241,8 +246,55 @@ def _response(status: int, payload: dict | str) -> dict:
     return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(payload, ensure_ascii=False)}
 
 
+def _in_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def _dispatch(payload: dict, context: Any) -> None:
+    """Run the follow-up asynchronously: a Lambda Event invoke of this very function, or a thread."""
+    if _in_lambda() and getattr(context, "invoked_function_arn", None):
+        from processors.adapters import aws
+
+        aws.client("lambda").invoke(FunctionName=context.invoked_function_arn, InvocationType="Event",
+                                    Payload=json.dumps(payload).encode())
+        return
+    import threading
+
+    threading.Thread(target=handler, args=(payload, context), name="sieve-ask-followup", daemon=True).start()
+
+
+def allowed_response_url(url: str) -> bool:
+    if url.startswith("https://hooks.slack.com/"):
+        return True
+    return not _in_lambda() and (url.startswith("http://127.0.0.1:") or url.startswith("http://localhost:"))
+
+
+def _follow_up(rt: AskRuntime, job: dict) -> dict:
+    from slack_sdk.webhook import WebhookClient
+
+    url = str(job.get("response_url") or "")
+    if not allowed_response_url(url):
+        logger.error("follow-up refused: not a Slack response_url", extra={"user": job.get("user")})
+        return {"posted": False, "reason": "response_url is not a Slack URL"}
+    result = rt.ask(str(job.get("question") or ""), str(job.get("role") or rt.default_role))
+    _log_answer(job.get("user"), job.get("role"), result)
+    resp = WebhookClient(url, timeout=10).send_dict(blocks_for(result, job.get("role") or rt.default_role))
+    if resp.status_code >= 300:
+        logger.error("follow-up post failed", extra={"status": resp.status_code})
+        return {"posted": False, "status": resp.status_code}
+    return {"posted": True, "status": resp.status_code, "answer": result.status}
+
+
+def _log_answer(user, role, result: Answer) -> None:
+    logger.info("faq answer", extra={"user": user, "role": role, "status": result.status, "reason": result.reason,
+                                     "entries": [c.id for c in result.entries], "model": result.model_id,
+                                     "prompt_sha256": result.prompt_sha256})
+
+
 def handler(event: dict, context: Any, *, now: Callable[[], float] = time.time) -> dict:
     rt = runtime()
+    if "sieve_ask" in event:  # the asynchronous half: only ever created below, after verification
+        return _follow_up(rt, event["sieve_ask"])
     headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
     raw = event.get("body") or ""
     try:
@@ -260,8 +312,10 @@ def handler(event: dict, context: Any, *, now: Callable[[], float] = time.time) 
     question = form.get("text", "").strip()
     if not question:
         return _response(200, {"response_type": "ephemeral", "text": f"Usage: {escape(form.get('command', '/ask'))} your question"})
+    if rt.analyser is not None:  # a model may take longer than Slack's 3 s: acknowledge, answer later
+        job = {"question": question, "role": role, "user": user, "response_url": form.get("response_url", "")}
+        (rt.dispatch or _dispatch)({"sieve_ask": job}, context)
+        return _response(200, {"response_type": "ephemeral", "text": ":mag: Looking that up in the knowledge base…"})
     result = rt.ask(question, role)
-    logger.info("faq answer", extra={"user": user, "role": role, "status": result.status, "reason": result.reason,
-                                     "entries": [c.id for c in result.entries], "model": result.model_id,
-                                     "prompt_sha256": result.prompt_sha256})
+    _log_answer(user, role, result)
     return _response(200, blocks_for(result, role))

@@ -90,14 +90,26 @@ def _form(text, user="U_PUBLIC"):
 
 
 def test_slack_signature_accepts_good_and_rejects_bad_and_stale(kb, usem3):
+    import dataclasses
     import json
 
+    from processors.runtime.slack_receiver import SlackReceiver
+
     model = ScriptedAnalyser(reply("Open Settings <!channel> & reset it [E1].", ["E1"]))
-    ask_mod.reset_runtime(runtime_for(kb, usem3, model))
+    jobs = []
+    ask_mod.reset_runtime(dataclasses.replace(runtime_for(kb, usem3, model), dispatch=lambda job, ctx: jobs.append(job)))
     body = _form("How do I reset my password?")
     ok = ask_mod.handler(_signed_event(body), None)
+    # with a model configured, Slack gets an immediate acknowledgement (its 3 s limit) ...
     assert ok["statusCode"] == 200
-    payload = json.loads(ok["body"])
+    assert "Looking that up" in json.loads(ok["body"])["text"] and model.calls == []
+    # ... and the asynchronous half posts the answer to the command's response_url
+    (job,) = jobs
+    assert job["sieve_ask"]["response_url"] == "https://hooks.slack.com/commands/T1/1/x"
+    with SlackReceiver() as receiver:
+        job["sieve_ask"]["response_url"] = receiver.url  # a local stand-in for Slack's response_url
+        assert ask_mod.handler(job, None)["posted"] is True
+        payload = receiver.accepted[0]
     assert payload["response_type"] == "ephemeral"
     answer_text = payload["blocks"][0]["text"]["text"]
     assert "&lt;!channel&gt; &amp; reset it [E1]" in answer_text and "<!channel>" not in answer_text
@@ -151,3 +163,23 @@ def test_sieve_faq_ask_cli(kb, capsys):
 
     doc = json.loads(out[out.index("{"):])
     assert doc["status"] == "no_model" and doc["entries"][0]["id"] == "ja-returns" and doc["model"] is None
+
+
+def test_follow_up_runs_in_the_background_and_posts_only_to_slack_urls(kb, usem3):
+    import json
+
+    from processors.runtime.slack_receiver import SlackReceiver
+
+    model = ScriptedAnalyser(reply("Open Settings, then Security [E1].", ["E1"]))
+    ask_mod.reset_runtime(runtime_for(kb, usem3, model))  # the default dispatcher: a thread outside Lambda
+    with SlackReceiver() as receiver:
+        body = urlencode({"user_id": "U1", "command": "/ask", "text": "How do I reset my password?",
+                          "response_url": receiver.url})
+        ack = ask_mod.handler(_signed_event(body), None)
+        assert "Looking that up" in json.loads(ack["body"])["text"]
+        receiver.wait_for(1)
+        assert "Open Settings, then Security" in json.dumps(receiver.accepted[0])
+    refused = ask_mod.handler({"sieve_ask": {"question": "q", "role": "public",
+                                             "response_url": "https://evil.example.com/hook"}}, None)
+    assert refused == {"posted": False, "reason": "response_url is not a Slack URL"}
+    assert ask_mod.allowed_response_url("https://hooks.slack.com/commands/T1/1/x")
