@@ -133,17 +133,23 @@ class FunctionSpec(Strict):
 # --------------------------------------------------------------------------- log pipeline
 
 
-class JsonFields(Strict):
-    """Where a JSON log line keeps each well-known field (dotted paths allowed). Only `time`
-    changes the output (the event time); the others are validated when present ("" disables)."""
+def _json_fields_model() -> type[Strict]:
+    """The config model for JSON field names, derived from the parser's own `JsonFields`, so names
+    and defaults are never copied by hand."""
+    import dataclasses
 
-    time: str = "time"
-    status: str = "status"
-    method: str = "method"
-    path: str = "path"
-    client: str = "client"
-    bytes: str = "bytes"
-    latency: str = "latency_ms"
+    from pydantic import create_model
+
+    from processors.core.parse import JsonFields as CoreJsonFields
+
+    fields = {f.name: (str, f.default) for f in dataclasses.fields(CoreJsonFields)}
+    model = create_model("JsonFields", __base__=Strict, **fields)
+    model.__doc__ = ("Where a JSON log line keeps each well-known field (dotted paths allowed). Only `time` "
+                     'changes the output (the event time); the others are validated when present ("" disables).')
+    return model
+
+
+JsonFields = _json_fields_model()
 
 
 class ParseSpec(Strict):
