@@ -87,18 +87,22 @@ def run(args) -> int:
     t.start()
     print(f"running {len(mappings)} mapping(s) and {len(sched)} schedule(s); Ctrl-C to stop")
     next_at = {n: time.monotonic() + s for n, s in sched.items()}
+    # Ctrl-C / SIGTERM: let the invocation in progress finish (as Lambda would), then stop.
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        while t.is_alive():
+        while t.is_alive() and not stop.is_set():
             now = time.monotonic()
             due = {n for n, at in next_at.items() if at <= now}
             if due:
                 invoke_scheduled(loaded, only=due)
                 for n in due:
                     next_at[n] = now + sched[n]
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+            stop.wait(0.5)
     finally:
         stop.set()
-        t.join(10)
+        t.join(30)
+    print("stopped")
     return 0

@@ -332,6 +332,9 @@ def test_sieve_run_keeps_polling_and_finalises_on_its_schedule(make_stack, tmp_p
                 time.sleep(0.5)
             assert len(receiver.accepted) == 1, "the scheduled finaliser did not post the closed window"
             assert "/live" in json.dumps(receiver.accepted[0])
+            # the report is stored right after the post: wait for it (the assertion below is about state)
+            while time.monotonic() < deadline and 1709546400 in StateStore("sieve-state").open_windows("errors-by-path"):
+                time.sleep(0.2)
         finally:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
