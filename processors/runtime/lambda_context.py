@@ -6,8 +6,8 @@ read (`function_name`, `function_version`, `invoked_function_arn`, `memory_limit
 `get_remaining_time_in_millis()`), so `Logger.inject_lambda_context`, `Tracer` and
 `IdempotencyConfig.register_lambda_context` behave as they do on AWS.
 
-The deadline is measured on the monotonic clock from the moment the context is made, exactly like
-the runtime's (it is wall time left for this invocation, not the injected runner clock).
+The deadline is measured on a monotonic clock from the moment the context is made, exactly like the
+runtime's: the real one, or the runner's injected clock's `monotonic()` (tests move it by hand).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ Construction (explicit; `sieve run` builds these from pipelines.yaml)::
         function_timeout_seconds=60,                 # 1..900
         memory_size_mb=128,
     )
-    runner = Runner([mapping], JsonCheckpointStore(".sieve/checkpoints.json"))
+    runner = Runner([mapping], JsonCheckpointStore(".sieve/checkpoints.json"))  # clock=Clock(): real time
     runner.run(stop_event)                 # forever, until stop_event is set
     report = runner.run_until_idle(30)     # until every shard is caught up and nothing is pending
     report = runner.poll_once()            # one pass over every shard: at most one invoke per shard
@@ -62,6 +62,8 @@ What it does, per mapping and shard (as Lambda documents it):
   1 MB ends the window early: a final invoke with `isWindowTerminatedEarly: true`, and the next
   records of the same window start from an empty state.
 * Records are delivered as bytes: nothing is decoded, dropped or rewritten on the handler's behalf.
+* Time comes from the runner's `Clock` (see there): the real one by default; tests inject one that
+  moves only when told, so windows, ages and batching windows do not depend on the time of day.
 * Every invoke is logged on logger "sieve.runner" with `extra` fields mapping, shard, batch_size,
   first_sequence, last_sequence, outcome, attempt, duration_ms, request_id.
 """
@@ -103,6 +105,48 @@ STARTING_POSITIONS = ("TRIM_HORIZON", "LATEST")
 
 class EventSourceError(SieveError):
     """An event source (stream) cannot be read: missing, or not a stream Sieve can poll."""
+
+
+class Clock:
+    """The runner's time. This one is the real time; tests pass their own (same four methods).
+
+    * `time()`: epoch seconds now. Record age (MaximumRecordAgeInSeconds), the batching window
+      (MaximumBatchingWindowInSeconds), the end of a tumbling window, when a mapping first started
+      (LATEST) and the failure record's `timestamp`.
+    * `monotonic()`: seconds for intervals: retry delays, shard list refreshes, the function timeout
+      and the handler's `context.get_remaining_time_in_millis()`.
+    * `arrival(stamp)`: a stream's own timestamp (Kinesis ApproximateArrivalTimestamp, DynamoDB
+      ApproximateCreationDateTime; epoch seconds) on this clock's time line. Everything the runner
+      does with a record's arrival (tumbling windows, age, the timestamps in the event and in the
+      failure record) uses this value. Here: the stamp itself.
+    * `stream_time(t)`: the inverse, a time of this clock as the stream's timestamp (the Kinesis
+      AT_TIMESTAMP a LATEST mapping resumes from). Here: `t` itself.
+
+    `run()` and `run_until_idle()` rest and give up on the real time whatever the clock: a test with
+    a clock that never moves must still end.
+    """
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def arrival(self, stamp: float) -> float:
+        return stamp
+
+    def stream_time(self, t: float) -> float:
+        return t
+
+
+class _CallableClock(Clock):
+    """A bare `() -> epoch seconds` (the runner's former `clock` argument) as a Clock."""
+
+    def __init__(self, now: Callable[[], float]):
+        self._now = now
+
+    def time(self) -> float:
+        return self._now()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +318,7 @@ def _source_kind(arn: _Arn) -> str:
 class _Rec:
     seq: str
     seq_int: int
-    arrival: float  # epoch seconds: Kinesis arrival, DynamoDB creation
+    arrival: float  # epoch seconds on the runner's clock: Kinesis arrival, DynamoDB creation
     payload: dict[str, Any]  # the record exactly as it appears in the Lambda event
     size: int  # bytes of the payload as JSON
 
@@ -321,11 +365,12 @@ class _KinesisSource:
     max_limit = 10_000
     supports_at_timestamp = True
 
-    def __init__(self, arn: str, session: boto3.Session | None):
+    def __init__(self, arn: str, session: boto3.Session | None, clock: Clock):
         self.arn = arn
         parsed = _parse_arn(arn)
         self.region = parsed.region
         self.account = parsed.account
+        self.clock = clock
         self.client = (session or boto3).client("kinesis", region_name=parsed.region)
 
     @staticmethod
@@ -351,7 +396,7 @@ class _KinesisSource:
         if sequence is not None:
             kwargs["StartingSequenceNumber"] = sequence
         if timestamp is not None:
-            kwargs["Timestamp"] = datetime.fromtimestamp(timestamp, timezone.utc)
+            kwargs["Timestamp"] = datetime.fromtimestamp(self.clock.stream_time(timestamp), timezone.utc)
         return self.client.get_shard_iterator(**kwargs)["ShardIterator"]
 
     def get(self, shard_id: str, iterator: str, limit: int, role_arn: str) -> _Page:
@@ -363,7 +408,7 @@ class _KinesisSource:
 
     def _record(self, shard_id: str, raw: dict[str, Any], role_arn: str) -> _Rec:
         seq = raw["SequenceNumber"]
-        arrival = _epoch(raw["ApproximateArrivalTimestamp"])
+        arrival = self.clock.arrival(_epoch(raw["ApproximateArrivalTimestamp"]))
         payload = {
             "kinesis": {
                 "kinesisSchemaVersion": "1.0",
@@ -400,11 +445,12 @@ class _DynamoDBSource:
     max_limit = 1_000
     supports_at_timestamp = False
 
-    def __init__(self, arn: str, session: boto3.Session | None):
+    def __init__(self, arn: str, session: boto3.Session | None, clock: Clock):
         self.arn = arn
         parsed = _parse_arn(arn)
         self.region = parsed.region
         self.account = parsed.account
+        self.clock = clock
         self.client = (session or boto3).client("dynamodbstreams", region_name=parsed.region)
 
     @staticmethod
@@ -439,7 +485,7 @@ class _DynamoDBSource:
 
     def _record(self, raw: dict[str, Any]) -> _Rec:
         ddb = dict(raw["dynamodb"])
-        arrival = _epoch(ddb["ApproximateCreationDateTime"])
+        arrival = self.clock.arrival(_epoch(ddb["ApproximateCreationDateTime"]))
         ddb["ApproximateCreationDateTime"] = int(arrival)
         ddb = _ddb_json(ddb)
         payload: dict[str, Any] = {
@@ -483,7 +529,7 @@ class _ShardState:
     batches: deque[_Batch] = field(default_factory=deque)
     exhausted: bool = False  # closed and read to its end
     caught_up: bool = False
-    retry_at: float = 0.0  # monotonic time before which a failed batch is not retried
+    retry_at: float = 0.0  # clock.monotonic() before which a failed batch is not retried
     final_attempts: int = 0
 
     @property
@@ -510,7 +556,7 @@ class _MappingState:
     fresh: bool = True  # the store had never seen this mapping when this run started
     initialized_at: float | None = None
     listed_once: bool = False
-    last_refresh: float = -math.inf
+    last_refresh: float = -math.inf  # clock.monotonic() of the last shard listing
 
     @property
     def key(self) -> str:
@@ -544,15 +590,16 @@ def _lambda_json_default(value: Any) -> Any:
 class Runner:
     """Polls every shard of every mapping and invokes the handlers. Single-threaded.
 
-    `clock()` returns epoch seconds; it decides record age, batching windows and tumbling windows
-    (inject one in tests). Retry delays and function timeouts use the real monotonic clock.
+    `clock` is a `Clock` (default: the real time): it decides record age, batching windows,
+    tumbling windows, retry delays and function timeouts. A bare callable returning epoch seconds
+    is also accepted and stands for `Clock.time` (the rest stays real).
     """
 
     def __init__(
         self,
         mappings: Iterable[EventSourceMapping],
         checkpoint_store: CheckpointStore,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] | None = None,
         *,
         session: boto3.Session | None = None,
         shard_refresh_seconds: float = 10.0,
@@ -560,6 +607,12 @@ class Runner:
         retry_delay_seconds: float = 1.0,
     ):
         self.store = checkpoint_store
+        if clock is None:
+            clock = Clock()
+        elif not isinstance(clock, Clock) and not all(
+            callable(getattr(clock, name, None)) for name in ("time", "monotonic", "arrival", "stream_time")
+        ):
+            clock = _CallableClock(clock)
         self.clock = clock
         self.shard_refresh_seconds = shard_refresh_seconds
         self.poll_interval_seconds = poll_interval_seconds
@@ -571,7 +624,7 @@ class Runner:
                 raise ConfigError("event source mappings", [f"two mappings are named {m.mapping_name!r}; names key the checkpoints"])
             names.add(m.mapping_name)
             source_cls = _KinesisSource if _source_kind(_parse_arn(m.event_source_arn)) == "kinesis" else _DynamoDBSource
-            source = source_cls(m.event_source_arn, session)
+            source = source_cls(m.event_source_arn, session, self.clock)
             fn_arn = function_arn(source.region, source.account, m.mapping_name, _parse_arn(m.event_source_arn).partition)
             role = f"arn:{_parse_arn(m.event_source_arn).partition}:iam::{source.account}:role/{m.mapping_name}-role"
             self._mappings.append(_MappingState(m, resolve_handler(m.function), source, fn_arn, role))
@@ -623,7 +676,7 @@ class Runner:
 
     def run_until_idle(self, timeout: float = 30.0) -> PollReport:
         """Poll until a pass finds every shard caught up with nothing pending, or `timeout` seconds
-        pass (then the report has `timed_out=True`). Returns everything that happened."""
+        of real time pass (then the report has `timed_out=True`). Returns everything that happened."""
         deadline = time.monotonic() + timeout
         total = PollReport()
         while True:
@@ -641,7 +694,7 @@ class Runner:
     # -- shards -----------------------------------------------------------------------------
 
     def _maybe_refresh(self, ms: _MappingState) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if ms.listed_once and now - ms.last_refresh < self.shard_refresh_seconds:
             return
         if not ms.listed_once:
@@ -657,7 +710,7 @@ class Runner:
                 ) from exc
             raise
         if ms.fresh and not ms.listed_once:
-            ms.initialized_at = self.clock()
+            ms.initialized_at = self.clock.time()
             self.store.mark_initialized(ms.key, ms.initialized_at)
         seen = set()
         for info in infos:
@@ -708,7 +761,7 @@ class Runner:
         if m.tumbling_window_seconds and self._maybe_close_window(ms, sh, report):
             return
 
-        if time.monotonic() < sh.retry_at:
+        if self.clock.monotonic() < sh.retry_at:
             report.waiting = True
             return
 
@@ -763,7 +816,7 @@ class Runner:
             sh.fetched_upto = records[-1].seq
         if records:
             if not sh.queue:
-                sh.queue_since = self.clock()
+                sh.queue_since = self.clock.time()
             sh.queue.extend(records)
             report.fetched += len(records)
         if page.next_iterator is None or (sh.info.closed and page.caught_up):
@@ -789,7 +842,7 @@ class Runner:
         if not sh.queue:
             return None
         full = len(sh.queue) >= m.batch_size
-        waited = sh.queue_since is not None and self.clock() - sh.queue_since >= m.maximum_batching_window_seconds
+        waited = sh.queue_since is not None and self.clock.time() - sh.queue_since >= m.maximum_batching_window_seconds
         window_cut = False
         if m.tumbling_window_seconds:
             first = self._window_of(ms, sh.queue[0])
@@ -808,7 +861,7 @@ class Runner:
                 break
             records.append(sh.queue.popleft())
             size += rec.size + 1
-        sh.queue_since = self.clock() if sh.queue else None
+        sh.queue_since = self.clock.time() if sh.queue else None
         return _Batch(records)
 
     # -- invoking ----------------------------------------------------------------------------
@@ -843,14 +896,15 @@ class Runner:
             invoked_function_arn=ms.function_arn,
             timeout_seconds=m.function_timeout_seconds,
             memory_limit_in_mb=m.memory_size_mb,
+            monotonic=self.clock.monotonic,
         )
-        t0 = time.monotonic()
+        t0 = self.clock.monotonic()
         try:
             response = ms.handler(event, ctx)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - any handler error fails the invoke
-            took = (time.monotonic() - t0) * 1000
+            took = (self.clock.monotonic() - t0) * 1000
             return "function_error", None, f"{type(exc).__name__}: {str(exc)[:500]}", ctx.aws_request_id, took
-        took = (time.monotonic() - t0) * 1000
+        took = (self.clock.monotonic() - t0) * 1000
         if took > m.function_timeout_seconds * 1000:
             return "timeout", None, f"Task timed out after {m.function_timeout_seconds:.2f} seconds", ctx.aws_request_id, took
         try:
@@ -942,7 +996,7 @@ class Runner:
         if m.maximum_retry_attempts != -1 and batch.attempts > m.maximum_retry_attempts:
             self._discard(ms, sh, batch, batch.records, "RetryAttemptsExhausted", report)
         else:
-            sh.retry_at = time.monotonic() + self.retry_delay_seconds
+            sh.retry_at = self.clock.monotonic() + self.retry_delay_seconds
 
     def _record_invoke(self, ms, sh, report, records, outcome, attempt, took, request_id, error, *, final=False, failed_seq=None) -> None:
         first = records[0].seq if records else None
@@ -997,7 +1051,7 @@ class Runner:
     # -- record age and failure destination --------------------------------------------------
 
     def _expire(self, ms: _MappingState, sh: _ShardState, batch: _Batch, report: PollReport) -> bool:
-        now = self.clock()
+        now = self.clock.time()
         limit = ms.mapping.maximum_record_age_seconds
         n = 0
         while n < len(batch.records) and now - batch.records[n].arrival > limit:
@@ -1042,7 +1096,7 @@ class Runner:
                 "functionError": batch.last_function_error,
             }
         body["version"] = "1.0"
-        body["timestamp"] = _iso_millis(self.clock())
+        body["timestamp"] = _iso_millis(self.clock.time())
         body[src.batch_info_key] = info
         if m.on_failure_destination:
             try:
@@ -1051,7 +1105,7 @@ class Runner:
                 msg = f"{ms.key} {sh.shard_id}: cannot send to failure destination {m.on_failure_destination}: {exc}"
                 log.error(msg)
                 report.errors.append(msg)
-                sh.retry_at = time.monotonic() + self.retry_delay_seconds
+                sh.retry_at = self.clock.monotonic() + self.retry_delay_seconds
                 return False
         else:
             log.error(
@@ -1100,7 +1154,7 @@ class Runner:
         if head is not None:
             over = self._window_of(ms, head) != cp.window_start
         else:
-            over = sh.exhausted or (sh.caught_up and self.clock() >= end)
+            over = sh.exhausted or (sh.caught_up and self.clock.time() >= end)
         if not over:
             if head is None:
                 report.waiting = report.waiting or not sh.caught_up
@@ -1108,7 +1162,7 @@ class Runner:
         return self._final_invoke(ms, sh, report, early=False)
 
     def _final_invoke(self, ms: _MappingState, sh: _ShardState, report: PollReport, *, early: bool) -> bool:
-        if time.monotonic() < sh.retry_at:
+        if self.clock.monotonic() < sh.retry_at:
             report.waiting = True
             return True
         event = self._build_event(ms, sh, [], final=True, early=early)
@@ -1118,7 +1172,7 @@ class Runner:
         self._record_invoke(ms, sh, report, [], outcome, sh.final_attempts, took, request_id, error, final=True)
         if outcome != "success":
             # Lambda pauses the shard until the final invoke succeeds
-            sh.retry_at = time.monotonic() + self.retry_delay_seconds
+            sh.retry_at = self.clock.monotonic() + self.retry_delay_seconds
             return True
         sh.final_attempts = 0
         sh.checkpoint = ShardCheckpoint(sh.checkpoint.sequence_number, False)

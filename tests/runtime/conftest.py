@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import time
 from typing import Any, Callable
 
@@ -10,20 +12,56 @@ import boto3
 import pytest
 
 from processors.runtime.checkpoints import JsonCheckpointStore
-from processors.runtime.runner import EventSourceMapping, Runner
+from processors.runtime.runner import Clock, EventSourceMapping, Runner
 
 
-class FakeClock:
-    """Wall time plus an offset the test moves; moto stamps arrivals with the real time."""
+class FakeClock(Clock):
+    """The runner's clock in tests: it stands still until the test moves it, so what a test sees
+    does not depend on the time of day or on how fast the machine is.
 
-    def __init__(self) -> None:
-        self.offset = 0.0
+    `time()` starts at START, a multiple of 900 s (the widest tumbling window), so every window
+    width divides it; `time()` and `monotonic()` move only by `advance()`. moto stamps records
+    with the real time, so the clock notes the real instant each `advance()` took effect:
+    `arrival(stamp)` is the clock's time when moto stamped the record, and `stream_time(t)` the
+    first real instant at which the clock read `t` or later (for Kinesis AT_TIMESTAMP). A record
+    put before `advance(s)` therefore arrives `s` seconds before one put after it.
+    """
 
-    def __call__(self) -> float:
-        return time.time() + self.offset
+    START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+    # moto serialises its stamps to the millisecond; an advance() takes effect MARGIN after the
+    # call starts and returns 2 * MARGIN after it, so a rounded stamp falls on the right side.
+    MARGIN = 0.005
+
+    def __init__(self, start: float = START) -> None:
+        self.start = start
+        self._now = start
+        self._real: list[float] = [-math.inf]  # real time from which each reading holds
+        self._reading: list[float] = [start]
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return 1_000.0 + (self._now - self.start)
 
     def advance(self, seconds: float) -> None:
-        self.offset += seconds
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        called = time.time()
+        while time.time() < called + 2 * self.MARGIN:
+            pass
+        self._now += seconds
+        self._real.append(called + self.MARGIN)
+        self._reading.append(self._now)
+
+    def arrival(self, stamp: float) -> float:
+        return self._reading[bisect.bisect_right(self._real, stamp) - 1]
+
+    def stream_time(self, t: float) -> float:
+        i = bisect.bisect_left(self._reading, t)
+        if i == len(self._reading):  # later than the clock has been: from now on
+            return time.time()
+        return max(self._real[i], 0.0)
 
 
 class Recorder:
@@ -107,7 +145,8 @@ def drain_queue(sqs, url: str) -> list[dict]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def runner_for(mappings: list[EventSourceMapping], store, clock=time.time, **kw) -> Runner:
+def runner_for(mappings: list[EventSourceMapping], store, clock: Clock | Callable[[], float] | None = None, **kw) -> Runner:
+    """A runner polling fast; `clock=None` is the real time."""
     kw.setdefault("retry_delay_seconds", 0)
     kw.setdefault("poll_interval_seconds", 0.01)
     kw.setdefault("shard_refresh_seconds", 0)

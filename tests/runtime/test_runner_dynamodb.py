@@ -101,20 +101,22 @@ def test_exhausted_retries_send_ddb_stream_batch_info(table, sqs, store):
     assert msg["requestContext"]["approximateInvokeCount"] == 1
 
 
-def test_latest_on_a_dynamodb_stream_skips_history_and_survives_a_restart(table, tmp_path):
+def test_latest_on_a_dynamodb_stream_skips_history_and_survives_a_restart(table, tmp_path, clock):
     from processors.runtime.checkpoints import JsonCheckpointStore
-    import time
 
     ddb, stream_arn = table
     ddb.put_item(TableName="faq", Item={"pk": {"S": "history"}})
-    time.sleep(1.1)  # DynamoDB has no AT_TIMESTAMP: LATEST is resumed by creation time
+    # DynamoDB has no AT_TIMESTAMP: LATEST is resumed from TRIM_HORIZON, skipping records created
+    # more than 1 s (its timestamps' resolution on AWS) before the mapping started, so "history"
+    # must be older than that on the runner's clock.
+    clock.advance(2)
     path = tmp_path / "cp.json"
     first = Recorder()
-    runner_for([mapping(first, stream_arn, starting_position="LATEST")], JsonCheckpointStore(path)).run_until_idle(10)
+    runner_for([mapping(first, stream_arn, starting_position="LATEST")], JsonCheckpointStore(path), clock).run_until_idle(10)
     ddb.put_item(TableName="faq", Item={"pk": {"S": "while-down"}})
 
     second = Recorder()
-    runner_for([mapping(second, stream_arn, starting_position="LATEST")], JsonCheckpointStore(path)).run_until_idle(10)
+    runner_for([mapping(second, stream_arn, starting_position="LATEST")], JsonCheckpointStore(path), clock).run_until_idle(10)
     assert first.events == []
     keys = [r["dynamodb"]["Keys"]["pk"]["S"] for ev in second.events for r in ev["Records"]]
     assert keys == ["while-down"]

@@ -203,8 +203,7 @@ def test_records_older_than_maximum_record_age_go_to_the_destination_unsent(kine
     assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (seqs[0], seqs[2], 3)
     assert report.discards[0].condition == "RecordAgeExceeded"
 
-    clock.offset = 0
-    fresh = put(kinesis, arn, [b"d"])
+    fresh = put(kinesis, arn, [b"d"])  # put at the clock's present: not expired
     runner.run_until_idle(10)
     assert rec.batches() == [[fresh[0][1]]]
 
@@ -230,7 +229,7 @@ def test_records_that_expire_while_retried_stop_being_retried(kinesis, sqs, stor
     assert msg["KinesisBatchInfo"]["batchSize"] == 2 and msg["KinesisBatchInfo"]["endSequenceNumber"] == seqs[1]
 
 
-def test_a_handler_running_past_its_timeout_fails_the_batch(kinesis, store):
+def test_a_handler_running_past_its_timeout_fails_the_batch(kinesis, store, clock):
     arn = make_stream(kinesis)
     put(kinesis, arn, [b"slow"])
     remaining = []
@@ -238,11 +237,11 @@ def test_a_handler_running_past_its_timeout_fails_the_batch(kinesis, store):
     def respond(event, n):
         remaining.append(rec.contexts[-1].get_remaining_time_in_millis())
         if n == 1:
-            time.sleep(1.05)
+            clock.advance(1.05)  # the handler runs 1.05 s on the runner's clock
         return None
 
     rec = Recorder(respond)
-    report = runner_for([mapping(rec, arn, function_timeout_seconds=1)], store).run_until_idle(10)
+    report = runner_for([mapping(rec, arn, function_timeout_seconds=1)], store, clock).run_until_idle(10)
     assert [i.outcome for i in report.invocations] == ["timeout", "success"]
     assert report.invocations[0].error == "Task timed out after 1.00 seconds"
     assert 900 <= remaining[0] <= 1000

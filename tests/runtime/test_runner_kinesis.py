@@ -97,18 +97,18 @@ def test_trim_horizon_reads_history_latest_only_new_records(kinesis, store):
     assert datas(latest) == [b"new-1", b"new-2"]
 
 
-def test_latest_mapping_restarted_before_any_record_keeps_records_put_while_down(kinesis, tmp_path):
+def test_latest_mapping_restarted_before_any_record_keeps_records_put_while_down(kinesis, tmp_path, clock):
     arn = make_stream(kinesis)
     put(kinesis, arn, [b"before-start"])
+    clock.advance(1)  # the mapping starts 1 s after that record (the restart resumes AT_TIMESTAMP)
     path = tmp_path / "cp.json"
     first = Recorder()
-    runner_for([mapping(first, arn, starting_position="LATEST")], JsonCheckpointStore(path)).run_until_idle(10)
+    runner_for([mapping(first, arn, starting_position="LATEST")], JsonCheckpointStore(path), clock).run_until_idle(10)
     assert first.events == []
-    time.sleep(0.01)
     put(kinesis, arn, [b"while-down-1", b"while-down-2"])  # the runner is "down"
 
     second = Recorder()
-    runner_for([mapping(second, arn, starting_position="LATEST")], JsonCheckpointStore(path)).run_until_idle(10)
+    runner_for([mapping(second, arn, starting_position="LATEST")], JsonCheckpointStore(path), clock).run_until_idle(10)
     got = [base64.b64decode(r["kinesis"]["data"]) for ev in second.events for r in ev["Records"]]
     assert got == [b"while-down-1", b"while-down-2"]
 

@@ -46,7 +46,7 @@ def test_sigkilled_runner_resumes_from_its_checkpoint(kinesis, tmp_path, monkeyp
             if out.exists() and len(out.read_text().splitlines()) >= 120:
                 break
             assert child.poll() is None, child.stderr.read().decode()
-            time.sleep(0.01)
+            time.sleep(0.01)  # a bounded poll on the child's output; its runner runs on real time
         else:
             raise AssertionError("the child runner delivered too little in 60 s")
     finally:

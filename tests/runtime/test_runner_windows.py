@@ -1,21 +1,24 @@
-"""Tumbling windows: state carried between invokes, the final invoke, early termination, restarts."""
+"""Tumbling windows: state carried between invokes, the final invoke, early termination, restarts.
+
+Every runner here runs on the test's FakeClock: windows are aligned on its time, which starts on a
+900-second boundary and moves only when the test moves it, so no test waits for the wall clock.
+"""
 
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime, timezone
 
 from aws_lambda_powertools.utilities.data_classes import KinesisStreamEvent
 
 from processors.runtime.checkpoints import JsonCheckpointStore
-from tests.runtime.conftest import Recorder, make_stream, mapping, put, runner_for
+from tests.runtime.conftest import FakeClock, Recorder, make_stream, mapping, put, runner_for
 
 
-def wait_for_window_start(width: int, slack: float = 0.1) -> float:
-    """Sleep to just after the next multiple of `width` seconds; returns that window's start."""
-    start = math.floor(time.time() / width) * width + width
-    time.sleep(max(0.0, start + slack - time.time()))
+def next_window(clock: FakeClock, width: int, slack: float = 0.1) -> float:
+    """Move the clock to just after the next multiple of `width` seconds; returns that window's start."""
+    start = math.floor(clock.time() / width) * width + width
+    clock.advance(start + slack - clock.time())
     return start
 
 
@@ -37,9 +40,9 @@ def test_state_flows_between_invokes_and_the_final_invoke_is_flagged(kinesis, st
     arn = make_stream(kinesis)
     rec = Recorder(counting)
     runner = runner_for([mapping(rec, arn, batch_size=2, tumbling_window_seconds=2)], store, clock)
-    a = wait_for_window_start(2)
+    a = next_window(clock, 2)
     first = [s for _, s in put(kinesis, arn, [b"a1", b"a2", b"a3"])]
-    b = wait_for_window_start(2)
+    b = next_window(clock, 2)
     second = [s for _, s in put(kinesis, arn, [b"b1", b"b2"])]
     runner.run_until_idle(10)
 
@@ -72,18 +75,17 @@ def test_state_flows_between_invokes_and_the_final_invoke_is_flagged(kinesis, st
     assert store.get("test-mapping", "shardId-000000000000").window_start is None
 
 
-def test_a_response_without_state_is_a_failed_invoke(kinesis, store):
+def test_a_response_without_state_is_a_failed_invoke(kinesis, store, clock):
     arn = make_stream(kinesis)
     put(kinesis, arn, [b"x"])
     rec = Recorder(lambda e, n: {"batchItemFailures": []} if n == 1 else {"state": {"ok": True}})
-    report = runner_for([mapping(rec, arn, tumbling_window_seconds=900)], store).run_until_idle(10)
+    report = runner_for([mapping(rec, arn, tumbling_window_seconds=900)], store, clock).run_until_idle(10)
     assert [i.outcome for i in report.invocations][:2] == ["invalid_response", "success"]
     assert len(rec.events[1]["Records"]) == 1
 
 
-def test_state_over_one_megabyte_ends_the_window_early(kinesis, store):
+def test_state_over_one_megabyte_ends_the_window_early(kinesis, store, clock):
     arn = make_stream(kinesis)
-    wait_for_window_start(900) if time.time() % 900 > 880 else None
     put(kinesis, arn, [b"one", b"two"])
     big = "x" * (1024 * 1024 + 10)
 
@@ -93,7 +95,7 @@ def test_state_over_one_megabyte_ends_the_window_early(kinesis, store):
         return {"state": {"big": big} if n == 1 else {"n": 1}}
 
     rec = Recorder(respond)
-    runner_for([mapping(rec, arn, batch_size=1, tumbling_window_seconds=900)], store).run_until_idle(10)
+    runner_for([mapping(rec, arn, batch_size=1, tumbling_window_seconds=900)], store, clock).run_until_idle(10)
 
     first, final, after = rec.events[:3]
     assert len(first["Records"]) == 1 and first["state"] == {}
@@ -103,16 +105,15 @@ def test_state_over_one_megabyte_ends_the_window_early(kinesis, store):
     assert after["window"] == first["window"]
 
 
-def test_window_state_is_checkpointed_with_the_sequence_number(kinesis, tmp_path):
+def test_window_state_is_checkpointed_with_the_sequence_number(kinesis, tmp_path, clock):
     arn = make_stream(kinesis)
-    wait_for_window_start(900) if time.time() % 900 > 880 else None
     path = tmp_path / "cp.json"
     [(_, one)] = put(kinesis, arn, [b"one"])
-    runner_for([mapping(Recorder(counting), arn, tumbling_window_seconds=900)], JsonCheckpointStore(path)).run_until_idle(10)
+    runner_for([mapping(Recorder(counting), arn, tumbling_window_seconds=900)], JsonCheckpointStore(path), clock).run_until_idle(10)
 
     [(_, two)] = put(kinesis, arn, [b"two"])
     rec = Recorder(counting)
-    runner_for([mapping(rec, arn, tumbling_window_seconds=900)], JsonCheckpointStore(path)).run_until_idle(10)
+    runner_for([mapping(rec, arn, tumbling_window_seconds=900)], JsonCheckpointStore(path), clock).run_until_idle(10)
     [event] = rec.events
     assert [r["kinesis"]["sequenceNumber"] for r in event["Records"]] == [two]
     assert event["state"] == {"count": 1, "seqs": [one]}
