@@ -9,15 +9,15 @@ Formats:
          [{id, timestamp, message}], many events per record
 
 PutRecords takes at most 500 records and 5 MiB per call and 1 MiB per record (data plus partition
-key). Records that PutRecords reports as failed (throttled, internal error) are retried with
-exponential backoff and full jitter; what still fails after the last attempt is reported.
+key). Records that PutRecords reports as failed (throttled, internal error) are resent with the
+adapters' one backoff policy (`processors.adapters.retry.Backoff`); what still fails after the last
+attempt is reported.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +25,9 @@ from datetime import datetime
 from typing import Callable, Iterable, Iterator
 
 import orjson
+
+from processors.adapters.retry import Backoff
+from processors.core.batching import bounded_batches
 
 MAX_RECORDS = 500
 MAX_CALL_BYTES = 5 * 1024 * 1024
@@ -130,42 +133,37 @@ def _cwl_entries(lines, result, log_group, log_stream, owner, now_ms) -> Iterato
 
 
 def batches(items: Iterable[Entry]) -> Iterator[list[Entry]]:
-    batch: list[Entry] = []
-    size = 0
-    for e in items:
-        n = len(e.data) + len(e.key.encode())
-        if batch and (len(batch) >= MAX_RECORDS or size + n > MAX_CALL_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(e)
-        size += n
-    if batch:
-        yield batch
+    """PutRecords calls: at most 500 records and 5 MiB (data plus partition key) each."""
+    return bounded_batches(items, max_items=MAX_RECORDS, max_bytes=MAX_CALL_BYTES, size=_record_bytes)
+
+
+def _record_bytes(e: Entry) -> int:
+    return len(e.data) + len(e.key.encode())
 
 
 def put_all(kinesis, stream: str, items: Iterable[Entry], result: PushResult, *, max_attempts: int = 8,
             base_delay: float = 0.1, max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep,
             on_progress: Callable[[int], None] | None = None) -> PushResult:
+    """Send every entry; records PutRecords reports as failed are resent, up to `max_attempts` calls."""
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"put_all: max_attempts must be an integer >= 1, got {max_attempts!r}")
+    backoff = Backoff(base_delay, max_delay, max_attempts - 1, sleep=sleep)
     for batch in batches(items):
         pending = batch
-        attempt = 0
-        while pending:
-            attempt += 1
+        for retry in backoff.attempts():
+            if retry:
+                result.retried += len(pending)
             resp = kinesis.put_records(StreamName=stream, Records=[{"Data": e.data, "PartitionKey": e.key} for e in pending])
             failed = [(e, r) for e, r in zip(pending, resp["Records"]) if r.get("ErrorCode")]
-            ok = len(pending) - len(failed)
-            result.sent += ok
+            result.sent += len(pending) - len(failed)
             if on_progress:
                 on_progress(sum(e.lines for e, r in zip(pending, resp["Records"]) if not r.get("ErrorCode")))
             if not failed:
                 break
-            if attempt >= max_attempts:
-                result.failed += len(failed)
-                for _, r in failed[:5]:
-                    result.note(f"gave up after {attempt} attempts: {r.get('ErrorCode')}: {r.get('ErrorMessage')}")
-                break
-            result.retried += len(failed)
             pending = [e for e, _ in failed]
-            sleep(random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1))))
+        else:
+            result.failed += len(failed)
+            for _, r in failed[:5]:
+                result.note(f"gave up after {max_attempts} attempts: {r.get('ErrorCode')}: {r.get('ErrorMessage')}")
         result.records += len(batch)
     return result

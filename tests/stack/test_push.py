@@ -116,7 +116,8 @@ def test_throttled_records_are_retried_and_counted(stream):
     sleeps = []
     put_all(kin, stream, entries(LINES[:10], "lines", result), result, sleep=sleeps.append)
     assert (result.sent, result.retried, result.failed) == (10, 5 + 2, 0)
-    assert len(sleeps) == 2 and sleeps[0] <= 0.1 and sleeps[1] <= 0.2
+    # the shared Backoff (base 0.1 s): retry n waits within [d/2, d], d = 0.1 * 2**n
+    assert len(sleeps) == 2 and 0.05 <= sleeps[0] <= 0.1 and 0.1 <= sleeps[1] <= 0.2
     assert sorted(d.decode() for d in read_all(stream)) == sorted(LINES[:10])
 
 
