@@ -102,3 +102,121 @@ class WindowReport:
     selected: tuple[SelectedGroup, ...]
     outcome: AnalysisOutcome
     extra: dict[str, str] = field(default_factory=dict)
+
+
+# --- values that cross a port (see processors/ports.py) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    """One chat model reply, whatever answered it (Bedrock, llama.cpp, ml-commons)."""
+
+    text: str
+    model_id: str
+    tokens_in: int
+    tokens_out: int
+    latency_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """One shard's partial aggregate of one (rule, window), covering sequence numbers first..last."""
+
+    rule: str
+    window_start: int
+    shard: str
+    first_seq: str
+    last_seq: str
+    blob: bytes  # WindowAggregate.to_bytes()
+    samples: list  # Samples.to_json()
+    events: int
+    flushed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShardProgress:
+    """How far in event time a shard has flushed, and when (wall clock) it last moved."""
+
+    max_event_ms: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    """A finalised window as the state store keeps it: the top-N and the whole stored document."""
+
+    rule: str
+    window_start: int
+    topn: TopNReport
+    document: dict
+
+
+@dataclass(frozen=True, slots=True)
+class LastSelected:
+    """When a contributor key was last selected (epoch seconds) and its value then."""
+
+    at: int
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Tokens reserved in the budget ledger for one model call."""
+
+    day: str
+    window_id: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What was sent to a model and what came back (redacted text only), one per call attempt."""
+
+    audit_id: str
+    created_at: float
+    rule: str
+    window_start: int
+    window_end: int
+    attempt: int
+    status: str  # calling | analysed | invalid_output | model_error | budget_exhausted
+    reason: str
+    model_id: str
+    prompt_system: str
+    prompt_user: str
+    prompt_sha256: str
+    digest_hash: str
+    selected_keys: tuple[str, ...]
+    redaction_counts: dict[str, int]
+    estimated_tokens: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: int = 0
+    estimated_cost_usd: float = 0.0
+    reply_text: str = ""
+    expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One retrieved FAQ entry. `similarity` is the cosine of question vs entry embedding; `fused` the RRF score."""
+
+    id: str
+    question: str
+    answer: str
+    source_url: str
+    lang: str
+    role: str
+    similarity: float
+    fused: float = 0.0
+    knn_rank: int | None = None
+    bm25_rank: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a notifier did with one message: `posted` now, or `duplicate` (an earlier send posted it)."""
+
+    idempotency_key: str
+    status: Literal["posted", "duplicate"]
+    http_status: int
+    attempts: int
