@@ -74,10 +74,10 @@ def bench_llm(threads: int, runs: int, gen_tokens: int) -> dict:
     import llama_cpp
 
     from processors.adapters.llama import LlamaChat, loaded_cpu_variant
-    from processors.runtime.models import ensure_qwen
+    from processors.adapters.model_files import ensure_qwen
 
     path = ensure_qwen()
-    chat = LlamaChat(path, n_threads=threads)
+    chat = LlamaChat(model_path=path, n_threads=threads)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
     samples = []
     for _ in range(runs):
@@ -134,7 +134,7 @@ def bench_llm(threads: int, runs: int, gen_tokens: int) -> dict:
 
 
 def bench_embeddings(runs: int) -> dict:
-    from processors.runtime.models import UseEmbedder
+    from processors.adapters.embedders import UseEmbedder
 
     started = time.perf_counter()
     emb = UseEmbedder(threads=2)

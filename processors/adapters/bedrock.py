@@ -5,7 +5,8 @@ region and profile are honoured; locally they talk to `sieve models serve`
 (processors/runtime/bedrock_local.py), which speaks the same wire protocol.
 
 Vendor errors become ours: throttling -> `ModelThrottled`, timeouts -> `ModelTimeout`, anything else
--> `ModelCallError`. The pipeline decides what to do with each (retry later, count, fall back).
+-> `ModelCallError` (all three defined in processors/ports.py). The pipeline decides what to do with
+each (retry later, count, fall back).
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Sequence
 
-from processors.errors import ServiceError
-from processors.ports import ModelReply
+from processors.ports import ModelCallError, ModelReply, ModelThrottled, ModelTimeout
+
+__all__ = [
+    "BedrockConverseAnalyser", "BedrockTitanEmbedder", "ModelCallError", "ModelReply", "ModelThrottled", "ModelTimeout",
+    "TITAN_EMBED_V2", "TITAN_V2_DIMENSIONS",
+]
 
 TITAN_EMBED_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
@@ -23,18 +28,6 @@ _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "ServiceQuotaExceededException", "TooManyRequestsException", "ServiceUnavailableException"}
 )
 _TIMEOUT_CODES = frozenset({"ModelTimeoutException", "RequestTimeout", "RequestTimeoutException"})
-
-
-class ModelCallError(ServiceError):
-    """A model call failed (bad request, unknown model, model error). The message says which and why."""
-
-
-class ModelThrottled(ModelCallError):
-    """The model endpoint is busy or over quota; retrying later may succeed."""
-
-
-class ModelTimeout(ModelCallError):
-    """The model did not answer in time."""
 
 
 def _bedrock_client(timeout_s: float, max_attempts: int):

@@ -1,5 +1,8 @@
 """llama.cpp adapters: the local chat model (`LlamaChat`) and the llama.cpp Lambda (`LambdaInvokeAnalyser`).
 
+Both implement the `Analyser` port. In-process use is `LlamaChat(model_path=...)`; the Lambda
+(processors/handlers/llama_lambda.py) wraps a `LlamaChat` and `LambdaInvokeAnalyser` calls it with boto3.
+
 llama-cpp-python is built by localstack/build-llama.sh with every x86 CPU variant of ggml
 (`GGML_BACKEND_DL=ON GGML_CPU_ALL_VARIANTS=ON`), so one wheel runs on AVX-512, AVX2-only and pre-AVX
 CPUs. llama-cpp-python does not find those variant libraries by itself (`ggml_backend_load_all()`
@@ -18,13 +21,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import orjson
 
-from processors.adapters.bedrock import ModelCallError, ModelThrottled, ModelTimeout
+from processors.adapters.model_files import model_id_for, model_path_from_env
 from processors.errors import ServiceError
-from processors.ports import ModelReply
+from processors.ports import ModelCallError, ModelReply, ModelThrottled, ModelTimeout
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,58 @@ def load_cpu_backends() -> str | None:
         return variant
 
 
+def _extra_buffer_types_safe() -> bool:
+    """Whether ggml may use its extra CPU buffer types (weight repacking, AMX tiles).
+
+    On CPUs with AMX (Sapphire Rapids and later) the ggml that llama-cpp-python 0.3.36 ships picks
+    libggml-cpu-sapphirerapids and dies with SIGILL at `tilezero` on the first generation (seen on this
+    project's CI machines; upstream llama.cpp PR #26954). There the extra buffer types stay off: the model
+    runs on the same variant's plain AVX-512 kernels. SIEVE_LLAMA_EXTRA_BUFTS=1 or 0 overrides."""
+    forced = os.environ.get("SIEVE_LLAMA_EXTRA_BUFTS")
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return True
+    return "amx_tile" not in flags.split()
+
+
+_params_lock = threading.Lock()
+
+
+class _model_params:
+    """Load a model with `use_extra_bufts` set: llama_cpp.Llama takes its model parameters from
+    `llama_model_default_params()` and has no argument for this one, so the default is wrapped while
+    the model loads (under a lock; other loads wait)."""
+
+    def __init__(self, *, extra_buffer_types: bool):
+        self.extra = extra_buffer_types
+
+    def __enter__(self):
+        import llama_cpp.llama as high
+
+        _params_lock.acquire()
+        self._module = high.llama_cpp
+        self._original = self._module.llama_model_default_params
+        if not self.extra:
+            original = self._original
+
+            def params():
+                p = original()
+                p.use_extra_bufts = False
+                return p
+
+            self._module.llama_model_default_params = params
+            log.info("llama.cpp: extra buffer types off (AMX CPU; SIEVE_LLAMA_EXTRA_BUFTS=1 turns them on)")
+        return self
+
+    def __exit__(self, *exc):
+        self._module.llama_model_default_params = self._original
+        _params_lock.release()
+        return False
+
+
 def _system_info() -> str:
     import llama_cpp
 
@@ -133,7 +188,10 @@ class LlamaChat:
     Deterministic settings (temperature 0, greedy), `repeat_penalty` ~1.1 against the small model's
     loops, and JSON-Schema-constrained sampling when a schema is given (use bounded schemas:
     `maxLength` on strings and `maxItems` on arrays, or a 0.5B model can ramble until `max_tokens`).
-    One call at a time per instance (llama.cpp contexts are not thread-safe)."""
+    One call at a time per instance (llama.cpp contexts are not thread-safe).
+
+    `model_path` defaults to SIEVE_MODEL_PATH, else the verified cached Qwen file; `model_id` (the id
+    replies carry) defaults to the pinned Qwen's id for that file, else the file's stem."""
 
     def __init__(
         self,
@@ -145,8 +203,6 @@ class LlamaChat:
         repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
         seed: int = 0,
     ):
-        from processors.runtime.models import QWEN_MODEL_ID, model_path_from_env
-
         load_cpu_backends()
         import llama_cpp
 
@@ -154,19 +210,20 @@ class LlamaChat:
         if not path.is_file():
             raise ServiceError(f"model file {path} not found; run `sieve models fetch` or set SIEVE_MODEL_PATH")
         self.model_path = path
-        self.model_id = model_id or (QWEN_MODEL_ID if path.name.startswith("qwen2.5-coder-0.5b") else path.stem)
+        self.model_id = model_id or model_id_for(path)
         self.n_threads = n_threads or int(os.environ.get("SIEVE_LLAMA_THREADS") or min(os.cpu_count() or 2, 4))
         self.repeat_penalty = repeat_penalty
         self._lock = threading.Lock()
         started = time.perf_counter()
-        self._llm = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
-            seed=seed,
-            verbose=False,
-        )
+        with _model_params(extra_buffer_types=_extra_buffer_types_safe()):
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                seed=seed,
+                verbose=False,
+            )
         self.load_seconds = time.perf_counter() - started
         self.n_ctx = self._llm.n_ctx()
         log.info("loaded %s in %.2fs (n_ctx=%d, n_threads=%d)", path.name, self.load_seconds, self.n_ctx, self.n_threads)
@@ -216,8 +273,13 @@ class LlamaChat:
         )
 
     def complete(self, system: str, user: str, *, max_tokens: int, json_schema: dict | None = None) -> ModelReply:
+        """The `Analyser` port. A request llama.cpp refuses (max_tokens < 1, prompt over the context
+        window, a schema it cannot turn into a grammar) raises ModelCallError."""
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        r = self.chat(messages, max_tokens=max_tokens, json_schema=json_schema)
+        try:
+            r = self.chat(messages, max_tokens=max_tokens, json_schema=json_schema)
+        except ValueError as exc:
+            raise ModelCallError(f"llama.cpp {self.model_id} rejected the request: {exc}") from exc
         return ModelReply(r.text, self.model_id, r.tokens_in, r.tokens_out, r.latency_ms)
 
     def close(self) -> None:
@@ -225,24 +287,16 @@ class LlamaChat:
 
 
 class LambdaInvokeAnalyser:
-    """`Analyser` that runs the llama.cpp Lambda (processors/handlers/llama_lambda.py).
+    """`Analyser` that invokes the llama.cpp Lambda (processors/handlers/llama_lambda.py) with boto3
+    `lambda.invoke` (RequestResponse); `client` is an injected boto3 Lambda client, else one is made.
 
-    `mode="aws"` calls it with boto3 `lambda.invoke` (RequestResponse); `mode="inprocess"` calls the
-    handler function directly, which is what `sieve` does locally. A FunctionError (the handler raised)
-    becomes `ModelCallError`; Lambda throttling becomes `ModelThrottled`; a read timeout `ModelTimeout`."""
+    A FunctionError (the handler raised) becomes `ModelCallError`; Lambda throttling becomes
+    `ModelThrottled`; a read timeout or "Task timed out" `ModelTimeout`."""
 
-    def __init__(
-        self,
-        function_name: str = "sieve-llama",
-        *,
-        mode: Literal["aws", "inprocess"] = "aws",
-        client: Any = None,
-        timeout_s: float = 120.0,
-    ):
-        if mode not in ("aws", "inprocess"):
-            raise ValueError(f"LambdaInvokeAnalyser: mode must be 'aws' or 'inprocess', got {mode!r}")
+    def __init__(self, function_name: str, *, client: Any = None, timeout_s: float = 120.0):
+        if not function_name:
+            raise ValueError("LambdaInvokeAnalyser: function_name (name or ARN of the llama Lambda) is required")
         self.function_name = function_name
-        self.mode = mode
         self._client = client
         self.timeout_s = timeout_s
 
@@ -258,15 +312,7 @@ class LambdaInvokeAnalyser:
 
     def complete(self, system: str, user: str, *, max_tokens: int, json_schema: dict | None = None) -> ModelReply:
         event = {"system": system, "user": user, "max_tokens": max_tokens, "json_schema": json_schema}
-        if self.mode == "inprocess":
-            from processors.handlers import llama_lambda
-
-            try:
-                result = llama_lambda.handler(event, None)
-            except (ValueError, TypeError) as exc:
-                raise ModelCallError(f"llama handler (in-process) rejected the request: {exc}") from exc
-        else:
-            result = self._invoke(event)
+        result = self._invoke(event)
         try:
             return ModelReply(
                 text=str(result["text"]),

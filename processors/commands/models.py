@@ -44,10 +44,11 @@ def _stop(signum, frame) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from processors.runtime.models import QWEN_SHA256, ensure_qwen
+    from processors.adapters.model_files import QWEN_SHA256
+    from processors.runtime.models import fetch_qwen
 
     started = time.perf_counter()
-    path = ensure_qwen(args.path, install=not args.no_install)
+    path = fetch_qwen(args.path, install=not args.no_install)
     print(f"{path}  sha256 {QWEN_SHA256}  ({os.path.getsize(path):,} bytes, {time.perf_counter() - started:.1f}s)")
     return 0
 

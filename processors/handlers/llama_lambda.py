@@ -3,9 +3,9 @@
 Event:   {"system": str, "user": str, "max_tokens": int, "json_schema": object | null}
 Returns: {"text", "model_id", "tokens_in", "tokens_out", "latency_ms"}
 
-The model is loaded once per container (on the first invocation, then reused). A bad event raises
-ValueError, which Lambda reports as a FunctionError that `LambdaInvokeAnalyser` turns into a typed
-error. Prompts and answers are never logged.
+A thin wrapper over `processors.adapters.llama.LlamaChat`, loaded once per container (on the first
+invocation, then reused). A bad event raises ValueError, which Lambda reports as a FunctionError that
+`LambdaInvokeAnalyser` turns into a typed error. Prompts and answers are never logged.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from processors.adapters.llama import LlamaChat, loaded_cpu_variant
+
 logger = Logger(service="sieve-llama")
 
 MAX_TOKENS_LIMIT = int(os.environ.get("SIEVE_LLAMA_MAX_TOKENS", "1024"))
 
-_chat = None
+_chat: LlamaChat | None = None
 _chat_lock = threading.Lock()
 
 
-def get_chat():
+def get_chat() -> LlamaChat:
     """The container's model, loaded on first use (SIEVE_MODEL_PATH, SIEVE_LLAMA_THREADS)."""
     global _chat
     with _chat_lock:
         if _chat is None:
-            from processors.adapters.llama import LlamaChat, loaded_cpu_variant
-
             _chat = LlamaChat()
             logger.info(
                 "model loaded",
@@ -60,7 +60,7 @@ def parse_event(event: Any) -> tuple[str, str, int, dict | None]:
 
 
 def handler(event: dict, context: Any) -> dict:
-    request_id = getattr(context, "aws_request_id", None)  # None when run in-process
+    request_id = getattr(context, "aws_request_id", None)  # None when a test calls the handler directly
     logger.append_keys(request_id=request_id)
     system, user, max_tokens, schema = parse_event(event)
     reply = get_chat().complete(system, user, max_tokens=max_tokens, json_schema=schema)

@@ -64,7 +64,7 @@ def validation(message: str) -> BedrockError:
 class LocalBedrock:
     """The model-serving logic, independent of HTTP. `chat_factory` builds the chat model on first use
     (an object with `chat()`, `count_tokens()`, `n_ctx`, like `LlamaChat`); `embedder_factory` builds
-    the embedder (a `UseEmbedder`)."""
+    the embedder (a `UseEmbedder` from processors/adapters/embedders.py)."""
 
     chat_factory: Callable[[], Any]
     embedder_factory: Callable[[], Any]
@@ -375,12 +375,13 @@ def build_app(
     busy_wait_s: float = 30.0,
 ) -> LocalBedrock:
     """The default wiring: Qwen (via LlamaChat, loaded on first Converse) and USE embeddings."""
-    from processors.runtime.models import QWEN_MODEL_ID, UseEmbedder
+    from processors.adapters.embedders import UseEmbedder
+    from processors.adapters.model_files import QWEN_MODEL_ID
 
     def chat_factory():
         from processors.adapters.llama import LlamaChat
 
-        return LlamaChat(model_path, model_id=QWEN_MODEL_ID, n_threads=n_threads)
+        return LlamaChat(model_path=model_path, model_id=QWEN_MODEL_ID, n_threads=n_threads)
 
     return LocalBedrock(
         chat_factory=chat_factory,

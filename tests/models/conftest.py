@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def qwen_path():
-    from processors.runtime.models import ensure_qwen
+    from processors.adapters.model_files import ensure_qwen
 
     return ensure_qwen()
 
@@ -49,7 +49,7 @@ def llama_chat(qwen_path):
     """One loaded model for the session (loading takes ~1 s and ~750 MB)."""
     from processors.adapters.llama import LlamaChat
 
-    chat = LlamaChat(qwen_path, n_threads=2)
+    chat = LlamaChat(model_path=qwen_path, n_threads=2)
     yield chat
     chat.close()
 

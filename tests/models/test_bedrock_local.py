@@ -17,7 +17,7 @@ from processors.adapters.bedrock import (
     ModelCallError,
     ModelThrottled,
 )
-from processors.runtime.models import QWEN_MODEL_ID
+from processors.adapters.model_files import QWEN_MODEL_ID
 
 TITAN = "amazon.titan-embed-text-v2:0"
 

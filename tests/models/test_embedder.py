@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.runtime.models import UseEmbedder
+from processors.adapters.embedders import UseEmbedder, shared_use_embedder
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +41,11 @@ def test_bad_input_is_an_error_not_a_silent_drop(embedder):
     with pytest.raises(TypeError, match=r"items \[1\]"):
         embedder.embed(["ok", None])
     assert embedder.embed([]) == []
+
+
+def test_shared_embedder_is_one_per_dimension():
+    assert shared_use_embedder(256) is shared_use_embedder(256)
+    assert shared_use_embedder(256) is not shared_use_embedder(512)
+    assert shared_use_embedder(512).dimension == 512
+    with pytest.raises(ValueError, match="1..512"):
+        shared_use_embedder(1024)

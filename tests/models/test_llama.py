@@ -1,4 +1,4 @@
-"""The llama.cpp adapter, the Lambda handler and LambdaInvokeAnalyser, with the real Qwen model."""
+"""The llama.cpp adapter (LlamaChat, in process) and the Lambda handler, with the real Qwen model."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from processors.adapters.bedrock import ModelCallError
-from processors.adapters.llama import LambdaInvokeAnalyser
-from processors.runtime.models import QWEN_MODEL_ID
+from processors.adapters.llama import LlamaChat
+from processors.adapters.model_files import QWEN_MODEL_ID
+from processors.ports import Analyser, ModelCallError
 
 pytestmark = pytest.mark.model
 
@@ -110,9 +110,23 @@ def test_lambda_handler_rejects_bad_events(lambda_env, event, fragment):
         lambda_env.handler(event, None)
 
 
-def test_lambda_invoke_analyser_in_process(lambda_env):
-    analyser = LambdaInvokeAnalyser(mode="inprocess")
-    reply = analyser.complete("Answer in one word.", "What colour is grass?", max_tokens=6)
-    assert reply.model_id == QWEN_MODEL_ID and reply.text.strip() and reply.tokens_out <= 6
-    with pytest.raises(ModelCallError, match="rejected the request: event.max_tokens"):
-        analyser.complete("s", "u", max_tokens=0)
+def test_llama_chat_in_process_is_the_analyser(qwen_path):
+    """In-process use is LlamaChat itself (no Lambda handler in between), with an explicit path and id."""
+    analyser: Analyser = LlamaChat(model_path=qwen_path, model_id="local.test-id", n_threads=2, n_ctx=512)
+    try:
+        reply = analyser.complete("Answer in one word.", "What colour is grass?", max_tokens=6)
+        assert reply.model_id == "local.test-id" and reply.text.strip() and 0 < reply.tokens_out <= 6
+        with pytest.raises(ModelCallError, match="rejected the request: max_tokens must be >= 1"):
+            analyser.complete("s", "u", max_tokens=0)
+        with pytest.raises(ModelCallError, match="context window"):
+            analyser.complete("s", "error " * 1000, max_tokens=8)  # > n_ctx 512
+    finally:
+        analyser.close()
+
+
+def test_llama_chat_default_path_follows_sieve_model_path(tmp_path, monkeypatch):
+    from processors.errors import SieveError
+
+    monkeypatch.setenv("SIEVE_MODEL_PATH", str(tmp_path / "absent.gguf"))
+    with pytest.raises(SieveError, match="SIEVE_MODEL_PATH=.*absent.gguf is not a file"):
+        LlamaChat()

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from processors.runtime import models
-from processors.runtime.models import ModelFileError, ensure_qwen, join_parts
+from processors.adapters import model_files as models
+from processors.adapters.model_files import ModelFileError, ensure_qwen, join_parts
 
 
 @pytest.fixture()
