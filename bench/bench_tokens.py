@@ -7,7 +7,7 @@ Part 1 (tokens), per size, in this one process and without AWS:
   generated combined-format traffic (burst500 + scan404 incidents, ~10 lines/s, so one 60 s window
   holds ~600 lines of background traffic) -> split over 2 shards by a hash of the line, as Kinesis
   partition keys spread it -> the logs handler's own per-batch code path (500 records per
-  invocation per shard: decode_record -> ShardState.new (Accumulator + the on_hit Samples hook of
+  invocation per shard: decode_record -> ShardState.new (Accumulator with its bottom-k Samples of
   processors/handlers/logs.py) -> the flush's sample pruning and partial serialisation) -> per
   (rule, window), in window order, what finalise_window does: WindowAggregate.from_bytes -> merge
   (exact top-N) -> Samples merge -> select_groups (selection from pipelines.yaml, with the previous
@@ -65,9 +65,8 @@ from processors.core.redact import Redactor, window_key  # noqa: E402
 from processors.core.samples import Samples  # noqa: E402
 from processors.core.select import SelectionConfig, SelectionHistory, remember, select_groups  # noqa: E402
 from processors.core.types import Window  # noqa: E402
-from processors.handlers.finaliser import boundary_config, selection_config  # noqa: E402
-from processors.handlers.logs import SAMPLE_KEYS, LogsRuntime, ShardState, _prune_to  # noqa: E402
-from processors.core.parse import JsonFields  # noqa: E402
+from processors.core.ingest import IngestConfig, ShardState  # noqa: E402
+from processors.wiring import boundary_config, ingest_config  # noqa: E402
 
 MODEL = Path.home() / ".cache" / "sieve" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 SERVED_N_CTX = 4096  # processors.adapters.llama.DEFAULT_N_CTX: the context the local model is served with
@@ -127,11 +126,8 @@ class Tokenizer:
 
 def runtimes(loaded):
     logs = loaded.config.pipelines.logs
-    jf = logs.parse.json_fields
-    rt = LogsRuntime(rules=loaded.rules, period=logs.window.period_seconds, capacity=logs.state.capacity,
-                     json_fields=JsonFields(**jf.model_dump()), samples_k=logs.ai.samples_per_group,
-                     store=None, rejects_queue_url=None)  # type: ignore[arg-type]
-    selection = selection_config(logs)
+    rt = ingest_config(loaded)
+    selection = logs.selection.to_core()
     boundary = dataclasses.replace(boundary_config(logs, SECRET), enabled=True)
     return rt, selection, boundary
 
@@ -139,7 +135,7 @@ def runtimes(loaded):
 class SievePath:
     """The logs handler's per-batch work and the finaliser's per-window work, minus the I/O."""
 
-    def __init__(self, rt: LogsRuntime):
+    def __init__(self, rt: IngestConfig):
         self.rt = rt
         self.buffers: list[list[str]] = [[] for _ in range(SHARDS)]
         self.partials: dict[tuple[str, int], list[tuple[bytes, list]]] = defaultdict(list)
@@ -175,11 +171,8 @@ class SievePath:
             for ev in res.events:
                 st.acc.add_event(ev)
         self.events += st.acc.stats.events
-        for (rule, w), agg in sorted(st.acc.partials.items(), key=lambda kv: (kv[0][1].start, kv[0][0])):
-            s = st.samples.get((rule, w.start))
-            if s is not None:
-                _prune_to(s, agg, SAMPLE_KEYS)
-            self.partials[(rule, w.start)].append((agg.to_bytes(), s.to_json() if s else []))
+        for p in st.partials(0)[0]:
+            self.partials[(p.rule, p.window_start)].append((p.blob, p.samples))
 
     def finalise(self, loaded, selection: SelectionConfig, boundary: BoundaryConfig):
         """finalise_window for every (rule, window), windows in order; yields the prompts."""
@@ -431,7 +424,7 @@ def latency_runs(repeats: int, with_model: bool, work: Path) -> dict:
                     cfg_path.write_text(yaml.safe_dump(doc, sort_keys=False))
                     os.environ["SIEVE_CONFIG"] = str(cfg_path)
                     logs_mod.reset_runtime()
-                    finaliser_mod._runtime = None
+                    finaliser_mod.reset_runtime()
                     loaded = load(cfg_path)
                     provision(loaded.config, emulator=True)
                     stream = loaded.config.pipelines.logs.source_stream
@@ -444,9 +437,8 @@ def latency_runs(repeats: int, with_model: bool, work: Path) -> dict:
                                     poll_interval_seconds=0.1)
                     rep = runner.run_until_idle(300)
                     t2 = time.monotonic()
-                    frt = finaliser_mod.runtime()
-                    frt.notifier.register_lambda_context(_context_for("logs-finaliser", 300, "us-east-1", aws.account_id()))
-                    fin = finaliser_mod.finalise(frt, flush=True)
+                    fin = finaliser_mod.handler({"sieve": {"flush": True}},
+                                                _context_for("logs-finaliser", 300, "us-east-1", aws.account_id()))
                     t3 = time.monotonic()
                     accepted = [r for r in rx.requests if r.status == 200]
                     done = [w for w in fin["finalised"] if w.get("selected")]
@@ -528,7 +520,7 @@ def main() -> None:
         "With pipelines.yaml's selection (min_count 20, cooldown 900 s) the background traffic (~1% errors spread "
         "over many paths and clients) never passes the thresholds, so only the two incident windows are analysed "
         "at every size; naive_every_window_with_errors is what an integration that sends every window would pay.",
-        "Sieve path = decode_record + Accumulator (both rules, on_hit samples) + per-invocation flush "
+        "Sieve path = decode_record + Accumulator (both rules, with samples) + per-invocation flush "
         "(sample pruning, partial serialisation) for 500-record batches on 2 shards, then per (rule, window) "
         "from_bytes + merge + Samples merge + select_groups + Redactor + build_digest + build_prompt. "
         "No DynamoDB/Kinesis I/O; generation, the naive side and tokenizing are timed separately.",

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from processors.core.aggregate import DEFAULT_CAPACITY, DEFAULT_MAX_STATE_BYTES, Accumulator, WindowAggregate  # noqa: E402
 from processors.core.decode import Decoded, decode_record  # noqa: E402
 from processors.core.generate import AccessLogGenerator, GeneratorConfig, IncidentSpec  # noqa: E402
-from processors.core.rules import load_rule_file  # noqa: E402
+from processors.config.rule_files import load_rule_file  # noqa: E402
 from processors.core.types import Window  # noqa: E402
 
 PERIOD, TOP, RECORD_LINES = 60, 10, 200

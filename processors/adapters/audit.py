@@ -14,37 +14,18 @@ see?" is answered from here, never from logs.
 from __future__ import annotations
 
 import dataclasses
-from decimal import Decimal
+import logging
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from processors.core.boundary import AuditRecord
+from processors.adapters.aws import from_ddb, to_ddb
+from processors.core.types import AuditRecord
 from processors.errors import ServiceError, SieveError
 
 PARTITION = "audit"
 _ser, _de = TypeSerializer(), TypeDeserializer()
-
-
-def _to_ddb(value):
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: _to_ddb(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_ddb(v) for v in value]
-    return value
-
-
-def _from_ddb(value):
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_ddb(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_ddb(v) for v in value]
-    return value
 
 
 class AuditTableMissing(SieveError):
@@ -80,11 +61,11 @@ class DynamoDBAuditStore:
             f"writing {record.audit_id}",
             self.client.put_item,
             TableName=self.table,
-            Item={k: _ser.serialize(_to_ddb(v)) for k, v in item.items()},
+            Item={k: _ser.serialize(to_ddb(v)) for k, v in item.items()},
         )
 
     def _decode(self, item: dict) -> dict:
-        out = {k: _from_ddb(_de.deserialize(v)) for k, v in item.items()}
+        out = {k: from_ddb(_de.deserialize(v)) for k, v in item.items()}
         out.pop(self.pk, None)
         out.pop(self.sk, None)
         return out
@@ -127,3 +108,13 @@ class DynamoDBAuditStore:
                 break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         return out[:limit]
+
+
+class LogAuditSink:
+    """The AuditSink when no audit table is configured: the record goes to the log (already redacted
+    text only; the prompt itself is not logged, its hash is)."""
+
+    def record(self, record: AuditRecord) -> None:
+        logging.getLogger("sieve.audit").info(
+            "model call", extra={"audit_id": record.audit_id, "status": record.status,
+                                 "prompt_sha256": record.prompt_sha256, "tokens_in": record.tokens_in})

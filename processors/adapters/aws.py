@@ -51,3 +51,70 @@ def use_local_credentials_if_missing() -> None:
         if boto3.Session().get_credentials() is None:
             os.environ["AWS_ACCESS_KEY_ID"] = "test"
             os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
+
+
+def to_ddb(value):
+    """DynamoDB wants Decimals, not floats: convert a JSON-like value, recursively."""
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: to_ddb(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_ddb(v) for v in value]
+    return value
+
+
+def from_ddb(value):
+    """The inverse of `to_ddb`: Decimals back to ints (whole numbers) or floats, recursively."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_ddb(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [from_ddb(v) for v in value]
+    return value
+
+
+
+class Secrets:
+    """The one reader of Secrets Manager values: Powertools' SecretsProvider, each value cached for
+    `max_age` seconds by this reader (one per container, built by the wiring).
+
+    `get(name)` is the secret's string; `get(name, key)` the string under `key` of a JSON secret;
+    `get(name, key, plain_ok=True)` accepts either form. Errors name the secret and the key, never a value."""
+
+    def __init__(self, *, max_age: int = 300, provider=None):
+        self.max_age = max_age
+        self._provider = provider
+
+    def get(self, name: str, key: str | None = None, *, plain_ok: bool = False) -> str:
+        import json
+
+        from processors.errors import ConfigError
+
+        if self._provider is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            self._provider = SecretsProvider(boto3_client=client("secretsmanager"))
+        value = self._provider.get(name, max_age=self.max_age)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if key is not None:
+            try:
+                doc = json.loads(value)
+            except (TypeError, ValueError):
+                doc = None
+            if isinstance(doc, dict):
+                found = doc.get(key)
+                if isinstance(found, str) and found:
+                    return found
+                raise ConfigError("secrets", [f"secret {name!r} has no string key {key!r}"])
+            if not plain_ok:
+                raise ConfigError("secrets", [f"secret {name!r} is not a JSON object with key {key!r}"])
+        if not isinstance(value, str) or not value:
+            raise ConfigError("secrets", [f"secret {name!r} is empty"])
+        return value

@@ -22,14 +22,19 @@ credential chain. Note that Serverless accepts neither external versioning nor e
 from __future__ import annotations
 
 import json
+import math
 import os
-import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from processors.adapters.retry import Backoff
+from processors.core.batching import bounded_batches
+from processors.core.types import Candidate
 from processors.errors import ConfigError, ServiceError
+from processors.ports import Embedder, WriteResult
 
 try:  # optional dependency: pip install 'sieve-streams[opensearch]'
     from opensearchpy import OpenSearch
@@ -238,12 +243,9 @@ def ensure_template(client: OpenSearch, template_name: str, pattern: str, dimens
 # ------------------------------------------------------------------------------------------------ bulk
 
 @dataclass
-class BulkResult:
-    """Every input item lands in exactly one of succeeded / rejected / stale."""
+class BulkResult(WriteResult):
+    """Every input item lands in exactly one of succeeded / rejected / stale (the port's WriteResult)."""
 
-    succeeded: list[str] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
-    stale: list[str] = field(default_factory=list)  # external version not newer: "stale, skipped"
     retried: int = 0  # item retries caused by 429/5xx (whole-request retries count each item)
 
     @property
@@ -293,6 +295,7 @@ class BulkWriter:
         self.chunk_items = chunk_items
         self.chunk_bytes = chunk_bytes
         self.sleep = sleep
+        Backoff(initial_backoff, max_backoff, max_retries)  # a bad number fails here, not at the first write
 
     # -- public
 
@@ -366,30 +369,23 @@ class BulkWriter:
         return result
 
     def _chunks(self, ops: list[_Op]) -> Iterable[list[_Op]]:
-        chunk: list[_Op] = []
-        size = 0
-        for op in ops:
-            op_size = len(json.dumps(op.action)) + (len(json.dumps(op.source, default=str)) if op.source is not None else 0)
-            if chunk and (len(chunk) >= self.chunk_items or size + op_size > self.chunk_bytes):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(op)
-            size += op_size
-        if chunk:
-            yield chunk
+        return bounded_batches(ops, max_items=self.chunk_items, max_bytes=self.chunk_bytes, size=_op_bytes)
 
     def _send_with_retries(self, ops: list[_Op]) -> BulkResult:
+        # Built per call from the attributes, so a caller that tunes them on a live writer is heeded.
+        backoff = Backoff(self.initial_backoff, self.max_backoff, self.max_retries, sleep=self.sleep)
         result = BulkResult()
         pending = ops
-        attempt = 0
-        while pending:
+        last_reason = ""
+        for attempt in backoff.attempts():
+            if attempt:
+                result.retried += len(pending)
             body: list[dict[str, Any]] = []
             for op in pending:
                 body.append(op.action)
                 if op.source is not None:
                     body.append(op.source)
             retry: list[_Op] = []
-            last_reason = ""
             try:
                 resp = self.client.bulk(body=body)
             except TransportError as exc:
@@ -423,14 +419,9 @@ class BulkWriter:
                         result.rejected.append((op.key, f"HTTP {status}: {_describe(error)}"))
             if not retry:
                 break
-            if attempt >= self.max_retries:
-                result.rejected += [(op.key, f"gave up after {attempt} retries: {last_reason}") for op in retry]
-                break
-            delay = min(self.max_backoff, self.initial_backoff * (2**attempt))
-            self.sleep(delay * (0.5 + random.random() / 2))  # jitter, never zero
-            attempt += 1
-            result.retried += len(retry)
             pending = retry
+        else:
+            result.rejected += [(op.key, f"gave up after {self.max_retries} retries: {last_reason}") for op in pending]
         return result
 
 
@@ -600,6 +591,11 @@ def _check_version(version: Any) -> str | None:
     return None
 
 
+def _op_bytes(op: _Op) -> int:
+    """An op's share of the _bulk body: its action line plus its source line."""
+    return len(json.dumps(op.action)) + (len(json.dumps(op.source, default=str)) if op.source is not None else 0)
+
+
 def _is_versioned(op: _Op) -> bool:
     (_, meta), = op.action.items()
     return meta.get("version_type") == "external"
@@ -634,3 +630,105 @@ def _error_type(exc: TransportError) -> str:
 def _error_reason(exc: TransportError) -> str:
     err = _error_info(exc)
     return _describe(err) if err else str(exc.error or exc)
+
+
+# --------------------------------------------------------------------------------------- the FAQ ports
+
+
+#: extra mapping for the FAQ role indexes (the index layout is strict)
+FAQ_EXTRA_PROPERTIES = {"lang": {"type": "keyword"}}
+_INDEX_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-.+]*$")
+
+
+class OpenSearchFaqIndex:
+    """The FaqIndex port: one index ``<index_prefix><role>`` per role, written with external versions
+    through `BulkWriter` (per-item results, backoff on 429/5xx)."""
+
+    def __init__(self, client: OpenSearch, index_prefix: str, roles: Sequence[str], dimension: int, *,
+                 writer: BulkWriter | None = None):
+        bad = [f"'{index_prefix}{r}'" for r in roles if not _INDEX_NAME.match(f"{index_prefix}{r}")]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not valid OpenSearch index names (lowercase letters, digits, - _ . +)")
+        self.client, self.index_prefix, self.roles, self.dimension = client, index_prefix, sorted(roles), dimension
+        self.writer = writer or BulkWriter(client, max_retries=3, initial_backoff=0.2, max_backoff=2.0)
+        self.ensured = False  # set once the indexes exist (cold start)
+
+    def name(self, role: str) -> str:
+        return f"{self.index_prefix}{role}"
+
+    def ensure(self) -> None:
+        if self.ensured:
+            return
+        for role in self.roles:
+            ensure_index(self.client, self.name(role), self.dimension, extra_properties=FAQ_EXTRA_PROPERTIES)
+        self.ensured = True
+
+    def upsert(self, role: str, document: dict, version: int) -> BulkResult:
+        return self.writer.index(self.name(role), [{**document, "_v": version}], version_field="_v")
+
+    def delete(self, role: str, doc_id: str, version: int) -> BulkResult:
+        return self.writer.delete(self.name(role), {doc_id: version})
+
+
+class OpenSearchRetriever:
+    """Hybrid retrieval from ``<index_prefix><role>``, filtered to the record roles that index role may see.
+
+    BM25 and filtered k-NN run in one `_msearch` (the adapter's query builders), fused with the adapter's
+    reciprocal rank fusion. Every candidate also gets its cosine similarity to the question, computed
+    from the stored vector, so BM25-only candidates are gated on the same scale as k-NN ones."""
+
+    def __init__(self, client: OpenSearch, embedder: Embedder, index_prefix: str, roles: Mapping[str, Sequence[str]],
+                 *, rank_constant: int = 60):
+        self.client, self.embedder, self.index_prefix, self.rank_constant = client, embedder, index_prefix, rank_constant
+        self.roles = {k: list(v) for k, v in roles.items()}
+
+    def retrieve(self, question: str, role: str, k: int) -> list[Candidate]:
+        if role not in self.roles or not self.roles[role]:  # fail closed: an unknown role sees nothing
+            raise ValueError(f"role {role!r} is not an index role ({', '.join(sorted(self.roles))})")
+        visible = self.roles[role]
+        index = f"{self.index_prefix}{role}"
+        qvec = [float(x) for x in self.embedder.embed([question])[0]]
+        depth = max(2 * k, 20)
+        queries = [knn_query(qvec, visible, depth), bm25_query(question, visible, depth)]
+        for q in queries:
+            q["_source"] = True  # the stored vector too: the similarity of every candidate
+        body: list[dict] = []
+        for q in queries:
+            body += [{"index": index}, q]
+        responses = self.client.msearch(body=body)["responses"]
+        ranked: list[list[dict]] = []
+        for r in responses:
+            if "error" in r:
+                err = r["error"] if isinstance(r["error"], Mapping) else {}
+                if err.get("type") == "index_not_found_exception":
+                    return []  # nothing was ever indexed for this role
+                raise ServiceError(f"opensearch search in {index} failed: {str(r['error'])[:300]}")
+            ranked.append(r["hits"]["hits"])
+        sources: dict[str, dict] = {}
+        for hits in ranked:
+            for h in hits:
+                sources.setdefault(h["_id"], h.get("_source") or {})
+        knn_rank = {h["_id"]: i for i, h in enumerate(ranked[0], start=1)}
+        bm25_rank = {h["_id"]: i for i, h in enumerate(ranked[1], start=1)}
+        fused = reciprocal_rank_fusion([[h["_id"] for h in ranked[0]], [h["_id"] for h in ranked[1]]],
+                                       rank_constant=self.rank_constant)
+        out = []
+        for doc_id, score in fused:
+            src = sources[doc_id]
+            if src.get("role") not in visible:  # the index filter already did this; never trust one guard
+                continue
+            out.append(Candidate(
+                id=doc_id, question=str(src.get("question", "")), answer=str(src.get("answer", "")),
+                source_url=str(src.get("source_url", "")), lang=str(src.get("lang", "")), role=str(src.get("role")),
+                similarity=cosine(qvec, src.get(VECTOR_FIELD) or []), fused=score,
+                knn_rank=knn_rank.get(doc_id), bm25_rank=bm25_rank.get(doc_id),
+            ))
+        return out
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    if not a or len(a) != len(b):
+        return 0.0
+    dot = sum(x * y for x, y in zip(a, b))
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    return dot / (na * nb) if na and nb else 0.0

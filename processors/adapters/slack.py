@@ -3,8 +3,9 @@
 `SlackWebhookNotifier` implements the `Notifier` port with slack-sdk's `WebhookClient`:
 
 * retries: 429 waits exactly ``Retry-After`` (bounded by `max_retry_after`; longer waits are not
-  retried), 5xx and connection errors back off exponentially with jitter; at most `max_retries`
-  retries in all. `sleep` is injectable.
+  retried), 5xx and connection errors wait as `processors.adapters.retry.Backoff` says (from
+  `backoff_factor`, doubling, capped at `max_retry_after`); at most `max_retries` retries in all.
+  `sleep` is injectable.
 * the webhook URL comes from ``webhook_url=``, a Secrets Manager secret through Powertools
   parameters (cached for `secret_max_age` seconds; the secret is the URL or a JSON object with
   ``webhook_url``), or the ``SLACK_WEBHOOK_URL`` environment variable. It is a secret: it is masked
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import threading
 import time
 from collections import Counter
@@ -49,17 +49,19 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from slack_sdk.http_retry import (
-    BackoffRetryIntervalCalculator,
     ConnectionErrorRetryHandler,
-    Jitter,
     RateLimitErrorRetryHandler,
     RetryHandler,
+    RetryIntervalCalculator,
 )
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from processors.adapters.retry import Backoff
 from processors.core.slack_blocks import delivery_key, render
-from processors.errors import ConfigError, SieveError
+from processors.core.types import Delivery
+from processors.errors import ConfigError
+from processors.ports import NotificationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -73,16 +75,8 @@ MASK = "***"
 # --- errors -----------------------------------------------------------------------------------
 
 
-class SlackDeliveryError(SieveError):
+class SlackDeliveryError(NotificationFailed):
     """A Slack post did not happen. `retryable` says whether trying again later can help."""
-
-    def __init__(self, message: str, *, idempotency_key: str, retryable: bool, status_code: int | None = None,
-                 dead_lettered: bool = False):
-        self.idempotency_key = idempotency_key
-        self.retryable = retryable
-        self.status_code = status_code
-        self.dead_lettered = dead_lettered
-        super().__init__(message)
 
 
 class SlackDeliveryFailed(SlackDeliveryError):
@@ -96,16 +90,6 @@ class SlackDeliveryInProgress(SlackDeliveryError):
 
 class SlackPayloadError(SlackDeliveryError):
     """The payload is not something Slack accepts (not a dict with `text` or `blocks`)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What `send` did: `posted` now, or `duplicate` (an earlier send with this key posted it)."""
-
-    idempotency_key: str
-    status: Literal["posted", "duplicate"]
-    http_status: int
-    attempts: int
 
 
 class _PostFailed(Exception):
@@ -188,14 +172,17 @@ def _install_botocore_redactor() -> None:
 _install_botocore_redactor()
 
 
-# --- retry handlers (slack-sdk's, with an injectable sleep and a bounded Retry-After) -------
+# --- retry handlers (slack-sdk's, with the shared Backoff, an injectable sleep and a bounded Retry-After)
 
 
-class _EqualJitter(Jitter):
-    """Half the interval fixed, half random: waits stay within [d/2, d] and still spread out."""
+class _BackoffInterval(RetryIntervalCalculator):
+    """slack-sdk asks its interval calculator for each wait; ours answers from the shared Backoff."""
 
-    def recalculate(self, duration: float) -> float:
-        return duration / 2 + random.random() * duration / 2
+    def __init__(self, backoff: Backoff):
+        self.backoff = backoff
+
+    def calculate_sleep_duration(self, current_attempt: int) -> float:
+        return self.backoff.delay(current_attempt)
 
 
 class _Attempts:
@@ -220,8 +207,8 @@ class _BackoffMixin(RetryHandler):
 
 
 class _ServerErrorRetry(_BackoffMixin, ServerErrorRetryHandler):
-    def __init__(self, attempts: _Attempts, max_retries: int, backoff_factor: float):
-        super().__init__(max_retries, BackoffRetryIntervalCalculator(backoff_factor, _EqualJitter()))
+    def __init__(self, attempts: _Attempts, backoff: Backoff):
+        super().__init__(backoff.retries, _BackoffInterval(backoff))
         self.attempts = attempts
 
     def _can_retry(self, *, state, request, response=None, error=None) -> bool:
@@ -229,8 +216,8 @@ class _ServerErrorRetry(_BackoffMixin, ServerErrorRetryHandler):
 
 
 class _ConnectionRetry(_BackoffMixin, ConnectionErrorRetryHandler):
-    def __init__(self, attempts: _Attempts, max_retries: int, backoff_factor: float):
-        super().__init__(max_retries, BackoffRetryIntervalCalculator(backoff_factor, _EqualJitter()))
+    def __init__(self, attempts: _Attempts, backoff: Backoff):
+        super().__init__(backoff.retries, _BackoffInterval(backoff))
         self.attempts = attempts
 
 
@@ -368,6 +355,7 @@ class SlackWebhookNotifier:
         self.max_retries = max_retries
         self.backoff_factor = backoff_factor
         self.max_retry_after = max_retry_after
+        Backoff(backoff_factor, max_retry_after, max_retries)  # a bad number fails here, not at the first send
         self.timeout = timeout
         self._sleep = sleep
         self._sqs = sqs_client
@@ -407,7 +395,7 @@ class SlackWebhookNotifier:
         settings.update(overrides)
         return cls(**settings)
 
-    def register_lambda_context(self, context) -> None:
+    def bind_invocation(self, context) -> None:
         """In Lambda: lets an in-progress record expire when the invocation times out."""
         self._idempotency_config.register_lambda_context(context)
 
@@ -469,15 +457,17 @@ class SlackWebhookNotifier:
 
     def _post(self, *, delivery: dict, payload: dict, url: str) -> dict:
         """Runs at most once per key (Powertools idempotency); raising lets a later send retry."""
-        attempts = _Attempts(self._sleep)
+        # No backoff wait longer than the longest Retry-After we accept: a Lambda would time out.
+        backoff = Backoff(self.backoff_factor, self.max_retry_after, self.max_retries, sleep=self._sleep)
+        attempts = _Attempts(backoff.sleep)
         client = WebhookClient(
             url,
             timeout=self.timeout,
             logger=self._http_logger,
             retry_handlers=[
-                _RateLimitRetry(attempts, self.max_retries, self.max_retry_after),
-                _ServerErrorRetry(attempts, self.max_retries, self.backoff_factor),
-                _ConnectionRetry(attempts, self.max_retries, self.backoff_factor),
+                _RateLimitRetry(attempts, backoff.retries, self.max_retry_after),
+                _ServerErrorRetry(attempts, backoff),
+                _ConnectionRetry(attempts, backoff),
             ],
         )
         error: str | None = None
@@ -565,3 +555,62 @@ class SlackWebhookNotifier:
 def _check_url(url: str, where: str, masker: _Masker) -> None:
     if not (url.startswith("https://") or url.startswith("http://")) or "/" not in url.split("://", 1)[1]:
         raise ConfigError("slack notifier", [f"{where}: not an http(s) webhook URL ({masker(mask_url(url))})"])
+
+
+# --- Slack in: request signatures, response_url follow-ups -------------------------------------
+
+#: Slack's replay window for signed requests
+MAX_SKEW_SECONDS = 5 * 60
+
+
+def verify_slack(signing_secret: str, body: str, timestamp: str | None, signature: str | None,
+                 *, now: Callable[[], float] = time.time) -> str | None:
+    """None if the request is genuine and fresh, else the reason (for the log; the caller says only 401)."""
+    from slack_sdk.signature import Clock, SignatureVerifier
+
+    if not timestamp or not signature:
+        return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
+    try:
+        ts = int(timestamp)
+    except ValueError:
+        return "timestamp is not an integer"
+    if abs(now() - ts) > MAX_SKEW_SECONDS:
+        return f"stale timestamp ({int(now() - ts)} s old)"
+
+    class _Clock(Clock):
+        def now(self) -> float:  # the same clock for the skew check above and inside the verifier
+            return now()
+
+    if not SignatureVerifier(signing_secret, clock=_Clock()).is_valid(body, timestamp, signature):
+        return "bad signature"
+    return None
+
+
+def _in_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+def allowed_response_url(url: str) -> bool:
+    """Only Slack's own response URLs are ever posted to (loopback too, outside Lambda, for local receivers)."""
+    if url.startswith("https://hooks.slack.com/"):
+        return True
+    return not _in_lambda() and (url.startswith("http://127.0.0.1:") or url.startswith("http://localhost:"))
+
+
+def post_to_response_url(url: str, payload: dict) -> int:
+    """Post a slash command's delayed answer; returns the HTTP status. The caller checked the URL."""
+    if not allowed_response_url(url):
+        raise ValueError("response_url is not a Slack URL")
+    return WebhookClient(url, timeout=10).send_dict(payload).status_code
+
+
+def dispatch_async(handler: Callable[[dict, object], object], payload: dict, context) -> None:
+    """Run `handler(payload)` asynchronously: a Lambda Event invoke of this very function on AWS, a
+    daemon thread elsewhere (local runs)."""
+    if _in_lambda() and getattr(context, "invoked_function_arn", None):
+        from processors.adapters import aws
+
+        aws.client("lambda").invoke(FunctionName=context.invoked_function_arn, InvocationType="Event",
+                                    Payload=orjson.dumps(payload))
+        return
+    threading.Thread(target=handler, args=(payload, context), name="sieve-ask-followup", daemon=True).start()

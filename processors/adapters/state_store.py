@@ -18,14 +18,19 @@ redelivered or retried flush can never count the same records twice. Reports are
 
 from __future__ import annotations
 
+import functools
+import json
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable
+from collections.abc import Mapping, Sequence
 
 from boto3.dynamodb.conditions import Key
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.adapters import aws
+from processors.core.batching import bounded_batches
+from processors.core.records import report_from_dict
+from processors.core.types import LastSelected, Partial, ShardProgress, StoredReport, TopNReport
+from processors.ports import TransientFailure
 
 SEQ_WIDTH = 64
 
@@ -43,20 +48,26 @@ def _conditional_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
-@dataclass(frozen=True)
-class Partial:
-    rule: str
-    window_start: int
-    shard: str
-    first_seq: str
-    last_seq: str
-    blob: bytes
-    samples: Any
-    events: int
-    flushed_at: int
+def _transient(method):
+    """DynamoDB unavailable, throttled or missing: the caller's work is worth retrying as it is."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "?")
+            raise TransientFailure(f"state table: {method.__name__} failed: {code}: {str(exc)[:200]}") from exc
+        except BotoCoreError as exc:
+            raise TransientFailure(f"state table: {method.__name__} failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    return wrapper
 
 
 class StateStore:
+    """The WindowStore port on DynamoDB (see the module docstring for the layout). Vendor errors
+    become TransientFailure; values come back typed."""
+
     def __init__(self, table_name: str, *, ttl_days: int = 14, resource=None):
         self.table = (resource or aws.session().resource("dynamodb")).Table(table_name)
         self.ttl = ttl_days * 86400
@@ -66,11 +77,13 @@ class StateStore:
 
     # --- exactly-once flush ------------------------------------------------------------------
 
+    @_transient
     def cursor(self, shard: str) -> str | None:
         item = self.table.get_item(Key={"pk": "cursor", "sk": shard}, ConsistentRead=True).get("Item")
         return item["upto"] if item else None
 
-    def flush(self, shard: str, expected_cursor: str | None, new_cursor: str, partials: list[Partial],
+    @_transient
+    def flush(self, shard: str, expected_cursor: str | None, new_cursor: str, partials: Sequence[Partial],
               max_event_ms: int | None) -> bool:
         """Write `partials` and move the cursor, all or nothing. False if another invocation moved
         the cursor first (the caller fails the batch; the retry re-reads the cursor)."""
@@ -91,7 +104,8 @@ class StateStore:
             opens[(p.rule, p.window_start)] = {"Put": {"TableName": name, "Item": {
                 "pk": f"open#{p.rule}", "sk": window_key(p.window_start), "window_start": p.window_start,
                 "expires_at": self._expiry()}}}
-        chunks = _chunks(puts + list(opens.values()), max_items=99, max_bytes=3_500_000)
+        chunks = list(bounded_batches(puts + list(opens.values()), max_items=99, max_bytes=3_500_000,
+                                      size=lambda it: len(str(it))))
         # Every chunk but the last is idempotent on retry (same keys, same content) only if the
         # batch is retried unchanged; one chunk, the common case, is fully atomic with the cursor.
         for i, chunk in enumerate(chunks):
@@ -135,14 +149,17 @@ class StateStore:
                                   "window_start": p.window_start, "expires_at": self._expiry()})
         return written
 
+    @_transient
     def partials(self, rule: str, window_start: int) -> list[Partial]:
         items = self._query(Key("pk").eq(f"partial#{rule}#{window_key(window_start)}"))
         return [Partial(rule, int(i["window_start"]), i["shard"], i["first_seq"], i["last_seq"], bytes(i["blob"]),
                         i.get("samples") or [], int(i["events"]), int(i["flushed_at"])) for i in items]
 
+    @_transient
     def open_windows(self, rule: str) -> list[int]:
         return [int(i["window_start"]) for i in self._query(Key("pk").eq(f"open#{rule}"))]
 
+    @_transient
     def close_window(self, rule: str, window_start: int) -> None:
         self.table.delete_item(Key={"pk": f"open#{rule}", "sk": window_key(window_start)})
 
@@ -163,16 +180,19 @@ class StateStore:
     def progress(self) -> dict[str, int]:
         return {i["sk"]: int(i["max_event_ms"]) for i in self._query(Key("pk").eq("progress"))}
 
-    def progress_detail(self) -> dict[str, dict]:
-        return {i["sk"]: {"max_event_ms": int(i["max_event_ms"]), "updated_at": int(i["updated_at"])}
+    @_transient
+    def shard_progress(self) -> dict[str, ShardProgress]:
+        return {i["sk"]: ShardProgress(int(i["max_event_ms"]), int(i["updated_at"]))
                 for i in self._query(Key("pk").eq("progress"))}
 
     # --- reports ----------------------------------------------------------------------------
 
-    def put_report(self, rule: str, window_start: int, body: dict) -> bool:
+    @_transient
+    def put_report(self, rule: str, window_start: int, document: dict) -> bool:
         try:
             self.table.put_item(
-                Item={"pk": f"report#{rule}", "sk": window_key(window_start), **body, "expires_at": self._expiry()},
+                Item={"pk": f"report#{rule}", "sk": window_key(window_start), **aws.to_ddb(document),
+                      "expires_at": self._expiry()},
                 ConditionExpression="attribute_not_exists(pk)",
             )
             return True
@@ -181,7 +201,11 @@ class StateStore:
                 return False
             raise
 
-    def update_report(self, rule: str, window_start: int, **fields: Any) -> None:
+    @_transient
+    def mark_late(self, rule: str, window_start: int, *, late_events: int, late_partials: int) -> None:
+        self._update_report(rule, window_start, late_events=late_events, late_partials=late_partials)
+
+    def _update_report(self, rule: str, window_start: int, **fields: int) -> None:
         names = {f"#{k}": k for k in fields}
         values = {f":{k}": v for k, v in fields.items()}
         self.table.update_item(Key={"pk": f"report#{rule}", "sk": window_key(window_start)},
@@ -189,9 +213,23 @@ class StateStore:
                                ExpressionAttributeNames=names, ExpressionAttributeValues=values)
 
     def report(self, rule: str, window_start: int) -> dict | None:
+        """The stored report item as DynamoDB holds it (for inspection; the port is `stored_report`)."""
         return self.table.get_item(Key={"pk": f"report#{rule}", "sk": window_key(window_start)}, ConsistentRead=True).get("Item")
 
+    @_transient
+    def stored_report(self, rule: str, window_start: int) -> StoredReport | None:
+        item = self.report(rule, window_start)
+        if item is None:
+            return None
+        doc = aws.from_ddb({k: v for k, v in item.items() if k not in ("pk", "sk", "expires_at")})
+        return StoredReport(rule, window_start, report_from_dict(doc["topn"]), doc)
+
+    @_transient
+    def previous_reports(self, rule: str, *, before: int, limit: int) -> list[TopNReport]:
+        return [report_from_dict(aws.from_ddb(i["topn"])) for i in self.reports(rule, before=before, limit=limit)]
+
     def reports(self, rule: str, *, before: int | None = None, limit: int = 10) -> list[dict]:
+        """Stored report items, newest first (for inspection; the port is `previous_reports`)."""
         cond = Key("pk").eq(f"report#{rule}")
         if before is not None:
             cond = cond & Key("sk").lt(window_key(before))
@@ -200,14 +238,17 @@ class StateStore:
 
     # --- selection cooldowns ----------------------------------------------------------------
 
-    def last_selected(self, rule: str) -> dict[str, dict]:
-        return {i["sk"]: i for i in self._query(Key("pk").eq(f"selected#{rule}"))}
+    @_transient
+    def last_selected(self, rule: str) -> dict[tuple[str, ...], LastSelected]:
+        return {tuple(json.loads(i["sk"])): LastSelected(int(i["at"]), float(i["value"]))
+                for i in self._query(Key("pk").eq(f"selected#{rule}"))}
 
-    def mark_selected(self, rule: str, keys: Iterable[tuple[str, float, int]]) -> None:
+    @_transient
+    def mark_selected(self, rule: str, selected: Mapping[tuple[str, ...], LastSelected]) -> None:
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for key, value, at in keys:
-                batch.put_item(Item={"pk": f"selected#{rule}", "sk": key, "value": _num(value), "at": at,
-                                     "expires_at": self._expiry()})
+            for key, last in selected.items():
+                batch.put_item(Item={"pk": f"selected#{rule}", "sk": json.dumps(list(key)), "value": aws.to_ddb(last.value),
+                                     "at": last.at, "expires_at": self._expiry()})
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -220,24 +261,3 @@ class StateStore:
                 return out
             kw["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-
-def _chunks(items: list[dict], *, max_items: int, max_bytes: int) -> list[list[dict]]:
-    out: list[list[dict]] = []
-    cur: list[dict] = []
-    size = 0
-    for it in items:
-        n = len(str(it))
-        if cur and (len(cur) >= max_items or size + n > max_bytes):
-            out.append(cur)
-            cur, size = [], 0
-        cur.append(it)
-        size += n
-    if cur:
-        out.append(cur)
-    return out
-
-
-def _num(v: float):
-    from decimal import Decimal
-
-    return Decimal(str(v))

@@ -101,10 +101,10 @@ def run_load(args) -> int:
 
 
 def run_ask(args) -> int:
-    from processors.handlers.ask import AskRuntime
+    from processors import wiring
 
     loaded = load(args.config)
-    rt = AskRuntime.from_config(loaded, no_model=args.no_model)
+    rt = wiring.asker(loaded, no_model=args.no_model)
     role = args.role or rt.default_role
     if role not in loaded.config.pipelines.faq.roles:
         raise SieveError(f"--role {role}: not an index role ({', '.join(sorted(loaded.config.pipelines.faq.roles))})")

@@ -17,7 +17,7 @@ import orjson
 
 from processors.core.aggregate import DEFAULT_CAPACITY, Accumulator
 from processors.core.decode import Decoded, LogEvent, decode_cwl_document
-from processors.core.rules import load_rule_file
+from processors.config.rule_files import load_rule_file
 from processors.core.types import TopNReport
 from processors.errors import SieveError
 

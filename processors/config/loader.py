@@ -35,6 +35,56 @@ class LoadedConfig:
         return self.path.parent
 
 
+def _walk(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    """The path as the user wrote it, and the model class that owns its last key.
+
+    Drops the `kind` tags pydantic puts into the path of a discriminated union (analyser.bedrock.x ->
+    analyser.x: the user wrote `kind: bedrock`, not a key named bedrock) and follows the tagged model."""
+    out: list[Any] = []
+    model: Any = Config
+    owner: Any = Config
+    union: Any = None  # the tagged union whose tag comes next in loc
+    for part in loc:
+        if union is not None and isinstance(part, str):
+            model, union = _tag_model(union, part) or _inner_model(union), None
+            continue
+        out.append(part)
+        owner, union = model, None
+        if isinstance(part, int) or model is None:
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            continue  # a dict key (a resource name): stay on the dict's value model
+        info = fields[part]
+        if _is_tagged_union(info.annotation) or any(type(m).__name__ == "Discriminator" for m in info.metadata):
+            union = info.annotation
+        else:
+            model = _inner_model(info.annotation)
+    owner = owner if isinstance(owner, type) and issubclass(owner, BaseModel) else None
+    return tuple(out), owner
+
+
+def _is_tagged_union(annotation: Any) -> bool:
+    from pydantic import Discriminator
+
+    return any(isinstance(m, Discriminator) for m in getattr(annotation, "__metadata__", ()) or ()) or any(
+        _is_tagged_union(a) for a in getattr(annotation, "__args__", ()) or () if a is not type(None))
+
+
+def _tag_model(annotation: Any, tag: str) -> Any:
+    """The model class tagged `tag` inside a (possibly optional) discriminated union annotation."""
+    for a in getattr(annotation, "__args__", ()) or ():
+        from pydantic import Tag
+
+        for m in getattr(a, "__metadata__", ()) or ():
+            if isinstance(m, Tag) and m.tag == tag:
+                return a.__origin__
+        found = _tag_model(a, tag)
+        if found is not None:
+            return found
+    return None
+
+
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -43,22 +93,6 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The model class that owns the last key of `loc` (for 'did you mean' suggestions)."""
-    model: Any = Config
-    for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
-            continue
-        fields = getattr(model, "model_fields", None)
-        if fields is None:
-            return None
-        if part in fields:
-            model = _inner_model(fields[part].annotation)
-        else:  # a dict key (a resource name): stay on the dict's value model
-            continue
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 def _inner_model(annotation: Any) -> Any:
@@ -75,11 +109,11 @@ def _inner_model(annotation: Any) -> Any:
 def _problems(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        loc, owner = _walk(tuple(p for p in err["loc"]
+                                 if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))))
         where = _fmt_loc(loc) or "(top level)"
         kind = err["type"]
         if kind == "extra_forbidden":
-            owner = _model_at(loc)
             hint = ""
             if owner is not None:
                 close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1)
@@ -128,17 +162,9 @@ def _cross_references(cfg: Config) -> list[str]:
         if logs.ai.analyser.kind != "none" and not logs.ai.redaction_secret:
             problems.append("pipelines.logs.ai.redaction_secret: required when an analyser is configured "
                             "(IP pseudonyms are keyed by it); or set ai.analyser.kind: none")
-        if logs.ai.analyser.kind == "opensearch" and not logs.ai.analyser.opensearch_url:
-            problems.append("pipelines.logs.ai.analyser.opensearch_url: required for kind opensearch "
-                            "(model_id is then the ml-commons model id)")
-        if logs.ai.analyser.kind == "llama_lambda" and not logs.ai.analyser.function_name:
-            problems.append("pipelines.logs.ai.analyser.function_name: required for kind llama_lambda "
-                            "(a Lambda function name, or 'inprocess' to run it in this process)")
         need("secret", r.secrets, logs.slack.webhook_secret, "pipelines.logs.slack.webhook_secret")
         need("table", r.tables, logs.slack.idempotency_table, "pipelines.logs.slack.idempotency_table")
         need("queue", r.queues, logs.slack.failure_queue, "pipelines.logs.slack.failure_queue")
-        if logs.selection.status_classes and not logs.selection.status_key:
-            problems.append("pipelines.logs.selection.status_classes: needs status_key (the rule key alias holding the status)")
     faq = cfg.pipelines.faq
     if faq:
         need("table", r.tables, faq.table, "pipelines.faq.table")
@@ -152,7 +178,8 @@ def _compile_rules(cfg: Config, base_dir: Path) -> tuple[tuple[Any, ...], list[s
     logs = cfg.pipelines.logs
     if not logs:
         return (), []
-    from processors.core import rules as rules_mod  # the core engine validates the rule JSON itself
+    from processors.config.rule_files import load_rule_file  # the core engine validates the rule JSON itself
+    from processors.core import rules as rules_mod
 
     compiled, problems = [], []
     names: set[str] = set()
@@ -161,7 +188,7 @@ def _compile_rules(cfg: Config, base_dir: Path) -> tuple[tuple[Any, ...], list[s
         try:
             if isinstance(spec, str):
                 path = (base_dir / spec) if not os.path.isabs(spec) else Path(spec)
-                rule = rules_mod.load_rule_file(path, path_prefix=where)
+                rule = load_rule_file(path, path_prefix=where)
             else:
                 name = str(spec.get("Name") or spec.get("name") or f"rule-{i}") if isinstance(spec, dict) else f"rule-{i}"
                 body = {k: v for k, v in spec.items() if k not in ("Name", "name")}

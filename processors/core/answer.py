@@ -28,13 +28,11 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
 from processors.core.faq import detect_lang
 from processors.core.prompts import BEGIN, END, neutralise, quote
-
-if TYPE_CHECKING:  # the port is only a type here; the core never imports an adapter
-    from processors.ports import Analyser
+from processors.core.replies import InvalidAnswer, strip_fence
+from processors.core.types import Candidate
+from processors.ports import Analyser, Retriever
 
 NOT_FOUND = {"en": "Not in the knowledge base.", "ja": "ナレッジベースにはありません。"}
 FALLBACK_INTRO = {"en": "Entries that may answer your question:", "ja": "関連するエントリ:"}
@@ -65,27 +63,6 @@ _SYSTEM = (
 )
 _LANG_NAMES = {"en": "English", "ja": "Japanese (日本語)"}
 _CITE = re.compile(r"\[(E\d{1,3})\]")
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One retrieved entry. `similarity` is the cosine of question vs entry embedding; `fused` the RRF score."""
-
-    id: str
-    question: str
-    answer: str
-    source_url: str
-    lang: str
-    role: str
-    similarity: float
-    fused: float = 0.0
-    knn_rank: int | None = None
-    bm25_rank: int | None = None
-
-
-class Retriever(Protocol):
-    def retrieve(self, question: str, role: str, k: int) -> list[Candidate]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,40 +134,28 @@ def build_prompt(question: str, entries: Sequence[Candidate], language: str) -> 
     return _SYSTEM.format(begin=BEGIN, end=END, language=_LANG_NAMES[language]), user
 
 
-class InvalidReply(ValueError):
-    pass
-
-
-def _strip_fence(text: str) -> str:
-    t = text.strip()
-    if t.startswith("```"):
-        t = t.split("\n", 1)[1] if "\n" in t else ""
-        t = t.rsplit("```", 1)[0]
-    return t.strip()
-
-
 def parse_reply(text: str, n_entries: int, language: str) -> tuple[str, list[str]]:
-    """(answer text, cited ids in order of first citation) or InvalidReply with the reason."""
+    """(answer text, cited ids in order of first citation) or InvalidAnswer with the reason."""
     try:
-        doc = json.loads(_strip_fence(text))
+        doc = json.loads(strip_fence(text))
     except ValueError:
-        raise InvalidReply("the reply is not JSON") from None
+        raise InvalidAnswer("the reply is not JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("answer"), str) or not isinstance(doc.get("citations"), list):
-        raise InvalidReply('the reply is not {"answer": string, "citations": [ids]}')
+        raise InvalidAnswer('the reply is not {"answer": string, "citations": [ids]}')
     body = doc["answer"].strip()
     if not body:
-        raise InvalidReply("the answer is empty")
+        raise InvalidAnswer("the answer is empty")
     valid = {f"E{i}" for i in range(1, n_entries + 1)}
     listed = [c for c in doc["citations"]]
     inline = _CITE.findall(body)
     unknown = sorted({str(c) for c in listed + inline if not isinstance(c, str) or c not in valid})
     if unknown:
-        raise InvalidReply(f"the reply cites ids that were not given: {', '.join(unknown)[:100]}")
+        raise InvalidAnswer(f"the reply cites ids that were not given: {', '.join(unknown)[:100]}")
     cited = list(dict.fromkeys(listed + inline))
     if not cited:
-        raise InvalidReply("the reply cites no entry")
-    if language == "ja" and not _JAPANESE.search(body):
-        raise InvalidReply("the question is Japanese but the answer is not")
+        raise InvalidAnswer("the reply cites no entry")
+    if language == "ja" and detect_lang(body) != "ja":
+        raise InvalidAnswer("the question is Japanese but the answer is not")
     return body, cited
 
 
@@ -228,7 +193,7 @@ def answer(
                       reason=f"model call failed: {type(exc).__name__}: {neutralise(str(exc))[:200]}", prompt_sha256=sha)
     try:
         body, cited = parse_reply(reply.text, len(refs), language)
-    except InvalidReply as exc:
+    except InvalidAnswer as exc:
         return Answer("fallback", fallback_text(refs, language), language, entries=refs, model_id=reply.model_id,
                       tokens_in=reply.tokens_in, tokens_out=reply.tokens_out, reason=str(exc), prompt_sha256=sha,
                       dropped=dropped_t)
@@ -243,3 +208,22 @@ def fallback_text(refs: Sequence[Citation], language: str) -> str:
     lines = [FALLBACK_INTRO[language]]
     lines += [f"[{r.ref}] {r.question} - {r.source_url}" for r in refs]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Asker:
+    """The ask use case: who may see what (the Slack user's role), then `answer` from that role's index."""
+
+    retriever: Retriever
+    analyser: Analyser | None
+    top_k: int
+    min_score: float
+    user_roles: dict[str, str]
+    default_role: str
+
+    def role_of(self, user_id: str | None) -> str:
+        """A mapped user's role; anyone else gets the default role, never more."""
+        return self.user_roles.get(user_id or "", self.default_role)
+
+    def ask(self, question: str, role: str) -> Answer:
+        return answer(question, role, self.retriever, self.analyser, top_k=self.top_k, min_score=self.min_score)

@@ -10,7 +10,7 @@
     audit record written *before* the call (status "calling"); if that fails, no call
     analyser.complete(system, user, max_tokens, json_schema)
         raises (timeout, HTTP, ...)   -> model_error, with the reason
-    parse JSON, validate against schemas/analysis.schema.json, check cited ids exist
+    parse JSON, validate against the analysis schema (schemas/analysis.schema.json), check cited ids exist
         invalid -> one retry with the validation error appended (same analysis: tokens are
                    reserved again, the window's call count is not) -> invalid_output if still bad
     -> analysed, with tokens, latency, cost and the digest hash
@@ -27,8 +27,7 @@ import re
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Protocol
+from importlib import resources
 
 import jsonschema
 import orjson
@@ -36,8 +35,6 @@ import orjson
 from processors.core.budget import (
     BudgetConfig,
     BudgetExhausted,
-    BudgetLedger,
-    Reservation,
     estimate_tokens,
     per_call_refusal,
     utc_day,
@@ -45,27 +42,25 @@ from processors.core.budget import (
 from processors.core.digest import Digest, DigestConfig, build_digest
 from processors.core.prompts import Prompt, build_prompt, retry_prompt
 from processors.core.redact import DEFAULT_PATTERNS, Pattern, Redactor, window_key
-from processors.core.types import Analysis, AnalysisOutcome, SelectedGroup, TopNReport
+from processors.core.replies import InvalidAnswer, strip_fence
+from processors.core.types import Analysis, AnalysisOutcome, AuditRecord, ModelReply, Reservation, SelectedGroup, TopNReport
 from processors.errors import ConfigError
-from processors.ports import Analyser, ModelReply
+from processors.ports import Analyser, AuditSink, BudgetLedger
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "analysis.schema.json"
 MAX_REPLY_CHARS = 4000
 
 
-@functools.lru_cache(maxsize=4)
-def _load_schema(path: str) -> dict:
-    try:
-        schema = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read the analysis schema: {exc}; it ships in schemas/ of the repository"]) from exc
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return schema
+@functools.lru_cache(maxsize=1)
+def _analysis_schema_text() -> str:
+    """The answer schema ships inside the package (processors/data; schemas/ links to it)."""
+    text = resources.files("processors.data").joinpath("analysis.schema.json").read_text(encoding="utf-8")
+    jsonschema.Draft202012Validator.check_schema(json.loads(text))
+    return text
 
 
-def load_analysis_schema(path: str | Path | None = None) -> dict:
-    """schemas/analysis.schema.json (a copy: callers may not mutate the cached one)."""
-    return json.loads(json.dumps(_load_schema(str(path or SCHEMA_PATH))))
+def load_analysis_schema() -> dict:
+    """The analysis answer schema, a fresh copy each call (callers may change theirs)."""
+    return json.loads(_analysis_schema_text())
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,56 +82,13 @@ class BoundaryConfig:
     budget: BudgetConfig = BudgetConfig()
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     patterns: tuple[Pattern, ...] = DEFAULT_PATTERNS
-    schema: Mapping | None = None  # None: schemas/analysis.schema.json
+    schema: Mapping | None = None  # None: the packaged analysis schema
     tokenizer: Callable[[str], int] | None = None
     max_attempts: int = 2  # the first call plus one retry after an invalid answer
     audit_ttl_days: int = 90
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    audit_id: str
-    created_at: float
-    rule: str
-    window_start: int
-    window_end: int
-    attempt: int
-    status: str  # calling | analysed | invalid_output | model_error | budget_exhausted
-    reason: str
-    model_id: str
-    prompt_system: str
-    prompt_user: str
-    prompt_sha256: str
-    digest_hash: str
-    selected_keys: tuple[str, ...]
-    redaction_counts: dict[str, int]
-    estimated_tokens: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: int = 0
-    estimated_cost_usd: float = 0.0
-    reply_text: str = ""
-    expires_at: int = 0
-
-
-class AuditSink(Protocol):
-    def record(self, record: AuditRecord) -> None: ...
-
-
 # --- answer validation -------------------------------------------------------------------------
-
-
-class InvalidAnswer(Exception):
-    pass
-
-
-def _strip_fence(text: str) -> str:
-    t = text.strip()
-    if t.startswith("```"):
-        t = t.split("\n", 1)[1] if "\n" in t else ""
-        if t.rstrip().endswith("```"):
-            t = t.rstrip()[:-3]
-    return t.strip()
 
 
 #: numbers as they are written in the digest (counts, shares, codes); ids like G1.S2 are not numbers
@@ -146,7 +98,7 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?%?(?![\w.])")
 def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
     """Parse, validate against the schema, and check that every cited id is in the digest."""
     try:
-        data = orjson.loads(_strip_fence(text))
+        data = orjson.loads(strip_fence(text))
     except orjson.JSONDecodeError as exc:
         raise InvalidAnswer(f"not JSON: {exc}") from None
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))

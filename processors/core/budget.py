@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
 
+from processors.core.types import Reservation
 from processors.errors import ConfigError
 
 
@@ -83,24 +83,6 @@ class BudgetExhausted(Exception):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    day: str
-    window_id: str
-    tokens: int
-
-
-class BudgetLedger(Protocol):
-    def reserve(self, *, day: str, window_id: str, tokens: int, config: BudgetConfig, new_call: bool) -> Reservation:
-        """Atomically add `tokens` to the day (and one call to the window when `new_call`) if the
-        limits allow, else raise BudgetExhausted."""
-        ...
-
-    def settle(self, reservation: Reservation, actual_tokens: int) -> None:
-        """Replace the reserved estimate by the actual usage."""
-        ...
 
 
 class InMemoryBudgetLedger:

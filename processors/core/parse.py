@@ -202,8 +202,9 @@ _new_record = tuple.__new__
 _time_cache_get = _TIME_CACHE.get
 
 
-def parse_clf(line: str) -> tuple[int, ClfRecord] | Rejected:
+def parse_clf(line: str, fields: object = None) -> tuple[int, ClfRecord] | Rejected:
     """Parse a Common / Combined Log Format line. Returns `(epoch_seconds, ClfRecord)` or `Rejected`.
+    (`fields` is unused: it keeps the signature of every parser in `PARSERS`.)
 
     The record's values are the raw field strings (see the module docstring for names and
     positions); `status` is validated as a 3-digit code (100-599), `bytes` as digits or `-`."""
@@ -639,3 +640,11 @@ def parse_json_or_alb(line: str | bytes, fields: JsonFields = DEFAULT_JSON_FIELD
     if line.startswith(_ALB_PREFIXES if type(line) is str else _ALB_PREFIXES_B):  # looks_like_alb, inlined
         return parse_alb(line)
     return parse_json(line, fields)
+
+
+#: The parser for each LogFormat a Contributor Insights rule can name: `parser(line, json_fields)`
+#: returns `(event time or None, record)` or `Rejected`. The Accumulator reads this registry.
+PARSERS = {
+    "CLF": parse_clf,
+    "JSON": parse_json_or_alb,
+}

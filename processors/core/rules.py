@@ -42,7 +42,6 @@ import hashlib
 import math
 import re
 from operator import itemgetter, methodcaller
-from pathlib import Path
 from typing import Any, Callable, Literal
 
 import orjson
@@ -50,7 +49,7 @@ import orjson
 from processors.core.parse import CLF_INDEX, CLF_POSITIONS
 from processors.errors import ConfigError
 
-__all__ = ["CompiledRule", "compile_rule", "load_rule_file", "load_rules_file", "MAX_KEY_CHARS"]
+__all__ = ["CompiledRule", "compile_rule", "rules_from_json", "MAX_KEY_CHARS"]
 
 MAX_KEYS = 4
 MAX_FILTERS = 4
@@ -587,34 +586,32 @@ def compile_rule(obj: Any, name: str, path_prefix: str | None = None) -> Compile
     return rule
 
 
-def load_rules_file(path: str | Path, path_prefix: str | None = None) -> list[CompiledRule]:
-    """Read rules from a JSON file. Accepted shapes:
+def rules_from_json(data: bytes, *, source: str, stem: str, path_prefix: str | None = None) -> list[CompiledRule]:
+    """Rules from the bytes of a rule file (the caller reads it; `source` names it in errors, `stem` is the
+    default rule name). Accepted shapes:
 
     * a bare rule definition (name = file stem);
     * one rule as CloudWatch exports it: `{"Name"|"RuleName": ..., "Definition"|"RuleDefinition":
       "<rule JSON as a string>" or an object}` (describe-insight-rules entry, put-insight-rule input);
     * `{"InsightRules": [...]}`, the whole `aws cloudwatch describe-insight-rules` output.
 
-    Problems are prefixed with `path_prefix` (default: the file path)."""
-    p = Path(path)
-    base = path_prefix if path_prefix is not None else str(p)
+    Problems are prefixed with `path_prefix` (default: `source`)."""
+    base = path_prefix if path_prefix is not None else source
     try:
-        doc = orjson.loads(p.read_bytes())
-    except OSError as exc:
-        raise ConfigError(str(p), [f"{base}: cannot read rule file {p}: {exc.strerror or exc}"]) from exc
+        doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise ConfigError(str(p), [f"{base}: {p} is not valid JSON: {exc}"]) from exc
+        raise ConfigError(source, [f"{base}: {source} is not valid JSON: {exc}"]) from exc
     if isinstance(doc, dict) and isinstance(doc.get("InsightRules"), list):
         entries = [(e, f"{base}.InsightRules[{i}]") for i, e in enumerate(doc["InsightRules"])]
         if not entries:
-            raise ConfigError(str(p), [f"{base}: InsightRules in {p} is empty"])
+            raise ConfigError(source, [f"{base}: InsightRules in {source} is empty"])
     else:
         entries = [(doc, base)]
     rules, problems = [], []
     for entry, where in entries:
-        name, definition = p.stem, entry
+        name, definition = stem, entry
         if isinstance(entry, dict) and ("Definition" in entry or "RuleDefinition" in entry):
-            name = entry.get("Name") or entry.get("RuleName") or p.stem
+            name = entry.get("Name") or entry.get("RuleName") or stem
             definition = entry.get("Definition", entry.get("RuleDefinition"))
             if isinstance(definition, str):
                 try:
@@ -627,14 +624,5 @@ def load_rules_file(path: str | Path, path_prefix: str | None = None) -> list[Co
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
-        raise ConfigError(str(p), problems)
+        raise ConfigError(source, problems)
     return rules
-
-
-def load_rule_file(path: str | Path, path_prefix: str | None = None) -> CompiledRule:
-    """Read exactly one rule from a JSON file (see load_rules_file for the accepted shapes)."""
-    rules = load_rules_file(path, path_prefix)
-    if len(rules) != 1:
-        where = path_prefix if path_prefix is not None else str(path)
-        raise ConfigError(str(path), [f"{where}: {path} holds {len(rules)} rules; expected exactly one"])
-    return rules[0]

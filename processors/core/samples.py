@@ -56,6 +56,13 @@ class Samples:
             if key not in wanted:
                 del self.by_key[key]
 
+    def keep_heaviest(self, values: dict[tuple[str, ...], int | float], n: int) -> None:
+        """Keep samples only for the n heaviest keys (value desc, key asc): bounded, and deterministic
+        given the aggregate's values."""
+        if len(self.by_key) <= n:
+            return
+        self.keep_only(sorted(self.by_key, key=lambda k: (-values.get(k, 0), k))[:n])
+
     def lines(self, key: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(line for _, line in self.by_key.get(key, ()))
 

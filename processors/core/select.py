@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from processors.core.types import SelectedGroup, TopNReport
+from processors.core.types import LastSelected, SelectedGroup, TopNReport
 from processors.errors import ConfigError
 
 Key = tuple[str, ...]
@@ -66,14 +66,6 @@ class SelectionConfig:
             problems.append("selection.status_classes needs status_key: the rule key alias that holds the HTTP status")
         if problems:
             raise ConfigError("selection", problems)
-
-
-@dataclass(frozen=True, slots=True)
-class LastSelected:
-    """When a contributor key was last selected (epoch seconds) and its value then."""
-
-    at: int
-    value: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import functools
 from datetime import datetime, timezone
 from typing import Iterable
 
+from processors.core.answer import Answer
 from processors.core.types import AnalysisOutcome, TopNReport, WindowReport
 
 # Slack's documented limits (see /work/shared/research/reference-systems.md section 6).
@@ -348,3 +349,31 @@ def _enforce_limits(blocks: list[dict]) -> list[dict]:
             break
         total = new_total
     return blocks
+
+
+# --- FAQ answers ---------------------------------------------------------------------------------
+
+
+def answer_blocks(result: Answer, role: str) -> dict:
+    """The ephemeral Slack response: answer (escaped), cited entries as links, and what wrote it."""
+    refs = result.citations if result.status == "answered" else result.entries
+    if result.status == "answered":
+        main = escape(result.text)
+        who = f"Answer written by model {escape(result.model_id)} from {len(result.entries)} retrieved entries " \
+              f"(tokens {result.tokens_in} in / {result.tokens_out} out); citations checked by Sieve."
+    elif result.status == "not_found":
+        main = escape(result.text)
+        who = f"No model was called: no entry visible to role {escape(role)} is relevant enough."
+    else:
+        main = escape(result.text.split("\n", 1)[0])
+        who = "Listed by Sieve without model text" + (f" ({escape(result.reason)})" if result.reason else "") + "."
+    if len(main) > SECTION_TEXT_LIMIT:
+        main = main[: SECTION_TEXT_LIMIT - 1] + "…"
+    blocks: list[dict] = [{"type": "section", "block_id": "answer", "text": {"type": "mrkdwn", "text": main}}]
+    if refs:
+        links = "\n".join(f"<{r.source_url}|[{r.ref}] {escape(r.question)}>" for r in refs)
+        if len(links) > SECTION_TEXT_LIMIT:
+            links = links[: SECTION_TEXT_LIMIT - 1] + "…"
+        blocks.append({"type": "section", "block_id": "sources", "text": {"type": "mrkdwn", "text": links}})
+    blocks.append({"type": "context", "block_id": "provenance", "elements": [{"type": "mrkdwn", "text": who}]})
+    return {"response_type": "ephemeral", "text": escape(result.text)[:SECTION_TEXT_LIMIT], "blocks": blocks}

@@ -16,7 +16,8 @@ source mappings and least-privilege policies:
 
 The functions read the same pipelines.yaml at run time (SIEVE_CONFIG, packaged with the code), so the
 handlers address every resource by the name the config gives it: the template sets those physical
-names. Which resources a function may touch follows from its handler (HANDLER_NEEDS).
+names. Which resources a function may touch follows from its handler (processors/wiring.py states it
+next to how the handler is built) and from the config kinds it builds (each kind's `iam()`).
 
 The output is deterministic (insertion-ordered from the config, no timestamps) so `sieve infra sam
 --check` can detect drift. Intrinsic functions are written in their long form ({"Ref": ...},
@@ -28,14 +29,14 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from processors.config.models import AnalyserSpec, Config, EventSource, FunctionSpec
+from processors import wiring
+from processors.config.models import BedrockAnalyser, Config, EventSource, FunctionSpec
+from processors.wiring import Needs
 from processors.errors import SieveError
 
 RUNTIME = "python3.12"
@@ -51,8 +52,6 @@ HEADER = """\
 # Secrets are created without values: local_value in pipelines.yaml is for emulators only.
 """
 
-#: Cross-region inference profile prefixes: a model id such as us.anthropic.claude-... is an inference profile.
-PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "jp.", "au.", "ca.", "global.")
 
 
 # --------------------------------------------------------------------------- names
@@ -95,56 +94,10 @@ def sub(text: str) -> dict:
 # --------------------------------------------------------------------------- what each handler touches
 
 
-@dataclass
-class Needs:
-    """Resource names (keys of resources.*) a function reads or writes, in first-seen order."""
-
-    tables: list[str] = field(default_factory=list)
-    queues: list[str] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)
-    analyser: AnalyserSpec | None = None
-
-    def add(self, kind: str, name: str | None) -> None:
-        items = getattr(self, kind)
-        if name and name not in items:
-            items.append(name)
-
-
-def _logs_processor_needs(cfg: Config, needs: Needs) -> None:
-    logs = cfg.pipelines.logs
-    if logs is None:
-        return
-    needs.add("tables", logs.state.table)            # partials, shard cursors, progress
-    needs.add("queues", logs.rejects_queue)          # undecodable records, with the reason
-
-
-def _finaliser_needs(cfg: Config, needs: Needs) -> None:
-    logs = cfg.pipelines.logs
-    if logs is None:
-        return
-    ai, slack = logs.ai, logs.slack
-    needs.add("tables", logs.state.table)            # partials, reports, cooldowns, budgets
-    needs.add("tables", ai.audit_table)
-    needs.add("tables", slack.idempotency_table)
-    needs.add("queues", slack.failure_queue)
-    if ai.analyser.kind != "none":
-        needs.add("secrets", ai.redaction_secret)
-        needs.analyser = ai.analyser
-    needs.add("secrets", slack.webhook_secret)
-
-
-#: handler -> what it touches beyond its own event sources. A handler not listed here gets only the
-#: permissions of its event sources (and their on-failure queues).
-HANDLER_NEEDS: dict[str, Callable[[Config, Needs], None]] = {
-    "processors.handlers.logs.handler": _logs_processor_needs,
-    "processors.handlers.finaliser.handler": _finaliser_needs,
-    "processors.handlers.llama_lambda.handler": lambda cfg, needs: None,  # the model is in the image
-}
-
-
 def function_needs(cfg: Config, fn: FunctionSpec) -> Needs:
-    needs = Needs()
-    HANDLER_NEEDS.get(fn.handler, lambda c, n: None)(cfg, needs)
+    """What the handler touches (stated in processors/wiring.py next to how it is built), plus the
+    on-failure queues of its event sources."""
+    needs = wiring.needs(cfg, fn.handler)
     for ev in fn.events:
         needs.add("queues", ev.on_failure)
     return needs
@@ -361,11 +314,11 @@ class _Renderer:
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             }
             needs = function_needs(self.cfg, fn)
-            if needs.analyser is not None and needs.analyser.kind == "bedrock":
-                env.update(self._bedrock_endpoint_env(needs.analyser))
-                if needs.analyser.model_id.startswith("local."):
+            for analyser in (k for k in needs.kinds if isinstance(k, BedrockAnalyser)):
+                env.update(self._bedrock_endpoint_env(analyser))
+                if analyser.model_id.startswith("local."):
                     self.notes.append(
-                        f"{where}: pipelines.logs.ai.analyser.model_id {needs.analyser.model_id!r} is the local model, "
+                        f"{where}: pipelines.logs.ai.analyser.model_id {analyser.model_id!r} is the local model, "
                         "not a Bedrock model; set a Bedrock model id (and schema_mode: prompt unless the model supports "
                         "structured output) and regenerate before deploying")
             env.update(dict(sorted(fn.environment.items())))
@@ -387,7 +340,7 @@ class _Renderer:
             self.resources[lid] = {"Type": "AWS::Serverless::Function", "Properties": props}
             self.outputs[lid + "Name"] = {"Description": f"Lambda function for {name}", "Value": ref(lid)}
 
-    def _bedrock_endpoint_env(self, spec: AnalyserSpec) -> dict[str, str]:
+    def _bedrock_endpoint_env(self, spec: BedrockAnalyser) -> dict[str, str]:
         url = spec.endpoint_url
         if not url:
             return {}
@@ -435,14 +388,7 @@ class _Renderer:
             # the handlers look their queues up by name (GetQueueUrl), then send to the URL
             statements.append({"Sid": "QueueUrls", "Effect": "Allow", "Action": "sqs:GetQueueUrl",
                                "Resource": [getatt(self.queues[q], "Arn") for q in needs.queues]})
-        a = needs.analyser
-        if a is not None and a.kind == "bedrock":
-            # Converse is authorised by bedrock:InvokeModel (there is no separate Converse action)
-            statements.append({"Sid": "BedrockModel", "Effect": "Allow", "Action": "bedrock:InvokeModel",
-                               "Resource": bedrock_model_arns(a.model_id)})
-        elif a is not None and a.kind == "llama_lambda" and a.function_name and a.function_name != "inprocess":
-            statements.append({"Sid": "LlamaLambda", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-                               "Resource": lambda_arn(a.function_name)})
+        statements += needs.statements()  # what each configured kind needs (its own iam())
         if statements:
             policies.append({"Version": "2012-10-17", "Statement": statements})
         return policies
@@ -480,23 +426,6 @@ def esm_properties(ev: EventSource, queues: dict[str, str]) -> dict[str, Any]:
     if ev.on_failure:
         props["DestinationConfig"] = {"OnFailure": {"Type": "SQS", "Destination": getatt(queues[ev.on_failure], "Arn")}}
     return props
-
-
-def bedrock_model_arns(model_id: str) -> list[Any]:
-    if model_id.startswith("arn:"):
-        return [model_id]
-    if model_id.startswith(PROFILE_PREFIXES):
-        # a cross-region inference profile routes to the foundation model in any of its regions
-        base = model_id.split(".", 1)[1]
-        return [sub(f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}:${{AWS::AccountId}}:inference-profile/{model_id}"),
-                sub(f"arn:${{AWS::Partition}}:bedrock:*::foundation-model/{base}")]
-    return [sub(f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}")]
-
-
-def lambda_arn(function_name: str) -> Any:
-    if function_name.startswith("arn:"):
-        return function_name
-    return sub(f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{function_name}")
 
 
 def _join(*parts: str) -> str:

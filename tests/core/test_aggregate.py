@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.core.aggregate import (DEFAULT_CAPACITY, DEFAULT_MAX_STATE_BYTES, Accumulator, Watermark,
+from processors.core.aggregate import (DEFAULT_CAPACITY, DEFAULT_MAX_STATE_BYTES, Accumulator,
                                        WindowAggregate, merge, window_of)
 from processors.core.decode import LogEvent
 from processors.core.rules import compile_rule
-from processors.core.types import Contributor, Window
+from processors.core.types import Contributor, ShardProgress, Window
+from processors.core.watermark import Watermark
 
 W = Window(1709546400, 1709546460)
 
@@ -179,13 +180,16 @@ def test_merge_is_order_independent(parts, rnd, capacity):
 
 def test_window_of_and_watermark():
     assert window_of(1709546459.9, 60) == W and window_of(1709546460, 60) == Window(1709546460, 1709546520)
-    wm = Watermark(60, allowed_lateness=30)
-    assert wm.classify(1709546410) == "on_time"
-    assert wm.classify(1709546489) == "on_time"  # W closes at end + 30 = ...490
-    assert not wm.is_closed(W)
-    assert wm.classify(1709546490) == "on_time" and wm.is_closed(W)
-    assert wm.classify(1709546459) == "late" and wm.late[W] == 1
-    assert wm.closed_windows([Window(1709546460, 1709546520), W]) == [W]
+    now = 1_800_000_000
+    progress = {"a": ShardProgress((W.end + 29) * 1000, now - 10), "b": ShardProgress((W.end + 45) * 1000, now - 5)}
+    wm = Watermark.of(progress, now)
+    assert wm.event_ms == (W.end + 29) * 1000  # the slowest active shard holds the stream back
+    assert not wm.closes(W, allowed_lateness=30) and wm.closes(W, allowed_lateness=29)
+    idle = {**progress, "a": ShardProgress((W.end + 29) * 1000, now - 301)}  # idle for longer than 300 s
+    assert Watermark.of(idle, now).closes(W, allowed_lateness=30)
+    all_idle = {k: ShardProgress(p.max_event_ms, now - 1000) for k, p in progress.items()}
+    assert Watermark.of(all_idle, now).event_ms == (W.end + 29) * 1000
+    assert Watermark.of({}, now).event_ms is None and not Watermark.of({}, now).closes(W, 0)
 
 
 CLF = compile_rule({"Schema": {"Name": "CloudWatchLogRule", "Version": 1}, "LogGroupNames": ["/web*"],
@@ -219,28 +223,31 @@ def test_accumulator_routes_by_format_and_log_group_and_counts_rejects():
     assert acc.stats.events == 7 and acc.stats.parsed == 4
 
 
-def test_accumulator_counts_late_events_in_their_window():
-    acc = Accumulator([CLF], period=60, allowed_lateness=0)
-    acc.add_line(line(W.start + 1, "/a", 500))
-    acc.add_line(line(W.end + 5, "/a", 500))
-    acc.add_line(line(W.start + 2, "/late", 500))
-    assert acc.stats.late == 1
-    p = acc.partials[("errors", W)]
-    assert p.late_events == 1 and p.sample_count == 1
-
-
-def test_accumulator_restore_and_on_hit_hook():
-    first = Accumulator([CLF], period=60, shard="s")
+def test_accumulator_restore_and_samples():
+    first = Accumulator([CLF], period=60, shard="s", samples_k=2)
     first.add_line(line(W.start + 1, "/a", 500))
     blob = first.partials[("errors", W)].to_bytes()
-    second = Accumulator([CLF], period=60, shard="s")
-    second.restore(WindowAggregate.from_bytes(blob))
-    hits = []
-    second.on_hit = lambda agg, key, text: hits.append((agg.window, key, text))
+    second = Accumulator([CLF], period=60, shard="s", samples_k=2)
+    second.restore(WindowAggregate.from_bytes(blob), first.samples_of("errors", W))
     second.add_line(line(W.start + 2, "/a", 502))
     second.add_line(line(W.start + 3, "/b", 200))
     rep = second.reports()[0]
     assert rep.contributors == (Contributor(("/a",), 2),) and rep.total_events == 3
-    assert hits == [(W, ("/a",), line(W.start + 2, "/a", 502))]
+    # matched lines only, bottom-2 by hash: both /a lines; the 200 on /b matched no filter
+    assert set(second.samples_of("errors", W).lines(("/a",))) == {line(W.start + 1, "/a", 500), line(W.start + 2, "/a", 502)}
+    assert ("/b",) not in second.samples_of("errors", W).by_key
     with pytest.raises(ValueError):
         second.restore(WindowAggregate("other", W, ("k",)))
+
+
+def test_accumulator_keeps_samples_of_the_heaviest_keys_only():
+    acc = Accumulator([CLF], period=60, samples_k=1, sample_keys=2)
+    for i, (path, n) in enumerate([("/a", 5), ("/b", 1), ("/c", 3), ("/d", 3), ("/e", 1), ("/f", 2), ("/g", 1), ("/h", 1), ("/i", 1)]):
+        for j in range(n):
+            acc.add_line(line(W.start + 1 + j, path, 500))
+    kept = acc.samples_of("errors", W).by_key
+    assert sorted(kept) == [("/a",), ("/c",)]  # value desc, then key asc: /c before /d
+    off = Accumulator([CLF], period=60, samples_k=0)
+    off.add_line(line(W.start + 1, "/a", 500))
+    assert off.samples_of("errors", W) is None
+

@@ -16,7 +16,9 @@ from processors.cli import main
 from processors.core.aggregate import Accumulator
 from processors.core.parse import (ALB_FIELDS, ALB_RECORD_KEYS, REJECT_REASONS, Rejected, looks_like_alb, parse_alb,
                                    parse_json_or_alb)
-from processors.core.rules import compile_rule, load_rule_file
+from processors.core.rules import compile_rule
+
+from processors.config.rule_files import load_rule_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ALB_RULES = ROOT / "rules" / "alb"

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.core.parse import parse_clf, parse_json
-from processors.core.rules import MAX_KEY_CHARS, compile_rule, load_rule_file, load_rules_file
+from processors.config.rule_files import load_rule_file, load_rules_file
+from processors.core.rules import MAX_KEY_CHARS, compile_rule
 from processors.errors import ConfigError
 
 BASE = {

@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from processors.config import load
+from processors import wiring
+from processors.core.faq_index import FaqIndexer
 from processors.handlers import ask as ask_mod
 from processors.handlers import faq as faq_mod
 from processors.runtime.provision import provision
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def usem3():
-    from processors.runtime.models import UseEmbedder
+    from processors.adapters.embedders import UseEmbedder
 
     return UseEmbedder(dimension=512)
 
@@ -30,7 +32,8 @@ def usem3():
 class FaqStack:
     config_path: Path
     prefix: str
-    rt: "faq_mod.FaqRuntime"
+    rt: "FaqIndexer"
+    client: object  # the OpenSearch client the stack writes with
     checkpoints: Path
 
     def loaded(self):
@@ -49,8 +52,8 @@ class FaqStack:
         assert [m.name for m in mappings] == ["faq-processor"]
         report = Runner(mappings, JsonCheckpointStore(str(self.checkpoints)), poll_interval_seconds=0.05).run_until_idle(timeout)
         assert not report.timed_out
-        for name in {self.index(r) for r in self.rt.roles}:
-            self.rt.client.indices.refresh(index=name)
+        for name in {self.index(r) for r in self.rt.routing.roles}:
+            self.client.indices.refresh(index=name)
         return report
 
 
@@ -76,10 +79,10 @@ def faq_stack(aws, tmp_path, monkeypatch, opensearch_url, os_client, usem3):  # 
         monkeypatch.setenv("SIEVE_CONFIG", str(path))
         loaded = load(path)
         provision(loaded.config, emulator=True)
-        rt = faq_mod.FaqRuntime.from_config(loaded, embedder=usem3, client=os_client)
+        rt = wiring.faq_indexer(loaded, embedder=usem3, client=os_client)
         faq_mod.reset_runtime(rt)
         ask_mod.reset_runtime(None)
-        stack = FaqStack(path, prefix, rt, tmp_path / "checkpoints.json")
+        stack = FaqStack(path, prefix, rt, os_client, tmp_path / "checkpoints.json")
         made.append(stack)
         return stack
 

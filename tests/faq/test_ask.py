@@ -11,7 +11,8 @@ from slack_sdk.signature import SignatureVerifier
 
 from processors.commands.faq import load_file
 from processors.handlers import ask as ask_mod
-from processors.handlers.ask import AskRuntime, verify_slack
+from processors import wiring
+from processors.adapters.slack import verify_slack
 from tests.faq.doubles import ScriptedAnalyser, reply
 from tests.faq.faq_data import write_jsonl
 
@@ -31,13 +32,17 @@ def kb(faq_stack, tmp_path):
     return stack
 
 
+def asker_for(stack, usem3, analyser):
+    return wiring.asker(stack.loaded(), embedder=usem3, client=stack.client, analyser=analyser)
+
+
 def runtime_for(stack, usem3, analyser):
-    return AskRuntime.from_config(stack.loaded(), embedder=usem3, client=stack.rt.client, analyser=analyser)
+    return wiring.ask_app(stack.loaded(), embedder=usem3, client=stack.client, analyser=analyser)
 
 
 def test_japanese_question_finds_the_japanese_entry(kb, usem3):
     model = ScriptedAnalyser(reply("設定のアカウント画面からリセットできます [E1]。", ["E1"]))
-    res = runtime_for(kb, usem3, model).ask("パスワードを忘れてしまいました。どうすればいいですか？", "public")
+    res = asker_for(kb, usem3, model).ask("パスワードを忘れてしまいました。どうすればいいですか？", "public")
     assert res.status == "answered" and res.language == "ja"
     assert res.entries[0].id == "ja-password"
     assert [c.id for c in res.citations] == ["ja-password"]
@@ -45,21 +50,21 @@ def test_japanese_question_finds_the_japanese_entry(kb, usem3):
 
 
 def test_english_question_finds_the_english_entry(kb, usem3):
-    res = runtime_for(kb, usem3, None).ask("I forgot my password, how can I reset it?", "public")
+    res = asker_for(kb, usem3, None).ask("I forgot my password, how can I reset it?", "public")
     assert res.status == "no_model" and res.entries[0].id == "en-password"
 
 
 @pytest.mark.parametrize("question", ["What is the capital of Mongolia?", "量子コンピュータの原理を教えてください", "banana bread recipe"])
 def test_nothing_relevant_is_not_in_the_knowledge_base_without_a_model_call(kb, usem3, question):
     model = ScriptedAnalyser()
-    res = runtime_for(kb, usem3, model).ask(question, "staff")
+    res = asker_for(kb, usem3, model).ask(question, "staff")
     assert res.status == "not_found" and res.text in ("Not in the knowledge base.", "ナレッジベースにはありません。")
     assert model.calls == []
     assert res.dropped, "the retriever did return candidates; the gate refused them"
 
 
 def test_staff_only_entry_is_never_retrieved_for_public_even_as_the_best_match(kb, usem3):
-    rt = runtime_for(kb, usem3, ScriptedAnalyser())
+    rt = asker_for(kb, usem3, ScriptedAnalyser())
     question = "How do I request VPN access?"  # the staff entry's own question
     staff = rt.retriever.retrieve(question, "staff", 5)
     assert staff[0].id == "en-vpn" and staff[0].similarity > 0.7  # the best match by far (question + answer embedded)

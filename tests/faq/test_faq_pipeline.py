@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from processors.commands.faq import load_file
+from processors import wiring
 from processors.handlers import faq as faq_mod
 from processors.runtime.lambda_context import LambdaContext
 from tests.faq.faq_data import ENTRIES, NOWHERE, PUBLIC, STAFF, write_jsonl
@@ -47,7 +48,7 @@ def loaded_stack(faq_stack, tmp_path):
 
 
 def test_routing_fails_closed_and_every_record_is_accounted_for(loaded_stack):
-    stack, client = loaded_stack, loaded_stack.rt.client
+    stack, client = loaded_stack, loaded_stack.client
     assert ids(client, stack.index("public")) == PUBLIC
     assert ids(client, stack.index("staff")) == STAFF
     for index in (stack.index("public"), stack.index("staff")):
@@ -63,7 +64,7 @@ def test_routing_fails_closed_and_every_record_is_accounted_for(loaded_stack):
 
 
 def test_role_changes_and_removal(loaded_stack):
-    stack, client = loaded_stack, loaded_stack.rt.client
+    stack, client = loaded_stack, loaded_stack.client
     t = table()
     t.update_item(Key={"id": "en-vpn"}, UpdateExpression="SET #r = :r", ExpressionAttributeNames={"#r": "role"},
                   ExpressionAttributeValues={":r": "public"})  # staff -> public: now public too
@@ -82,7 +83,7 @@ def test_role_changes_and_removal(loaded_stack):
 
 def test_replaying_the_whole_stream_changes_nothing(loaded_stack, tmp_path):
     """At least once in, exactly once out: a replay from TRIM_HORIZON (fresh checkpoints) is all stale."""
-    stack, client = loaded_stack, loaded_stack.rt.client
+    stack, client = loaded_stack, loaded_stack.client
     table().update_item(Key={"id": "en-vpn"}, UpdateExpression="SET answer = :a",
                         ExpressionAttributeValues={":a": "Use the new IT portal: Network > VPN."})
     table().delete_item(Key={"id": "ja-returns"})
@@ -121,7 +122,7 @@ def _captured_records(stack):
 
 
 def test_an_older_event_never_overwrites_a_newer_one(loaded_stack):
-    stack, client = loaded_stack, loaded_stack.rt.client
+    stack, client = loaded_stack, loaded_stack.client
     table().update_item(Key={"id": "en-password"}, UpdateExpression="SET answer = :a",
                         ExpressionAttributeValues={":a": "Version two: use the self-service portal."})
     stack.run()
@@ -157,9 +158,9 @@ def test_opensearch_down_reports_batch_item_failures(faq_stack, usem3):
     table().put_item(Item=ENTRIES[4])
     records = _captured_records(stack)
     dead = make_client({"hosts": ["http://127.0.0.1:9"], "timeout": 2})
-    rt = faq_mod.FaqRuntime.from_config(stack.loaded(), embedder=usem3, client=dead)
-    rt.ensured = True  # the node went away after the cold start
-    rt.writer.initial_backoff = 0.01
+    rt = wiring.faq_indexer(stack.loaded(), embedder=usem3, client=dead)
+    rt.index.ensured = True  # the node went away after the cold start
+    rt.index.writer.initial_backoff = 0.01
     faq_mod.reset_runtime(rt)
     # every record failing is a function error (Powertools raises): Lambda retries or bisects the batch
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError

@@ -224,7 +224,8 @@ def test_429_is_retried_with_backoff(opensearch_url, os_client, index_name):
     # 1 whole-request 429 (5 items), then d2 and d4 throttled twice each
     assert res.retried == 5 + 2 + 2
     assert peer.bulk_calls == 4
-    assert len(sleeps) == 3 and all(s > 0 for s in sleeps)
+    # the shared Backoff: retry n waits within [d/2, d], d = min(0.05, 0.01 * 2**n), never zero
+    assert len(sleeps) == 3 and all(d / 2 <= s <= d for s, d in zip(sleeps, (0.01, 0.02, 0.04)))
     assert os_client.count(index=index_name)["count"] == 5
 
 

@@ -55,7 +55,7 @@ def test_titan_v2_embeddings_from_the_local_endpoint(ml, endpoint, use_embedder)
 
 @pytest.mark.model
 def test_converse_through_ml_commons_reaches_the_local_model(ml, endpoint):
-    from processors.runtime.models import QWEN_MODEL_ID
+    from processors.adapters.model_files import QWEN_MODEL_ID
 
     cid = ml.create_connector(bedrock_converse_connector_body(
         model=QWEN_MODEL_ID, region="us-east-1", credential=CRED, endpoint=endpoint.url))

@@ -70,7 +70,7 @@ def local_notifier(url: str):
 
     notifier = SlackWebhookNotifier(webhook_url=url, idempotency_table="sieve-idempotency",
                                     dynamodb_client=boto3.client("dynamodb"))
-    notifier.register_lambda_context(LambdaContext(
+    notifier.bind_invocation(LambdaContext(
         function_name="logs-finaliser", invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:logs-finaliser",
         timeout_seconds=300))
     return notifier

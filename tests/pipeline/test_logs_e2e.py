@@ -9,6 +9,7 @@ import json
 
 import boto3
 
+from processors import wiring
 from processors.adapters.state_store import StateStore
 from processors.commands.push import push_file
 from processors.core.generate import AccessLogGenerator, GeneratorConfig, parse_incident
@@ -51,8 +52,8 @@ def run_all(stack, *, handler=None, mutate_mapping=None):
 def finalise(stack, receiver):
     loaded = stack.loaded()
     notifier = local_notifier(receiver.url)
-    rt = finaliser.FinaliserRuntime.from_config(loaded, notifier=notifier)
-    return finaliser.finalise(rt, flush=True)
+    rt = wiring.finaliser(loaded, notifier=notifier)
+    return rt.run(flush=True)
 
 
 def stored_reports(rule: str) -> dict[int, dict]:
@@ -262,8 +263,8 @@ def test_watermark_finalises_only_closed_windows(make_stack, tmp_path):
 
 def finalise_at_watermark(stack, receiver):
     notifier = local_notifier(receiver.url)
-    rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
-    return finaliser.finalise(rt, flush=False)
+    rt = wiring.finaliser(stack.loaded(), notifier=notifier)
+    return rt.run(flush=False)
 
 
 def test_finaliser_reads_the_webhook_from_secrets_manager(make_stack, tmp_path, monkeypatch):
@@ -294,11 +295,11 @@ def test_finaliser_leaves_windows_for_the_next_run_when_time_runs_out(make_stack
     run_all(stack)
     with SlackReceiver() as receiver:
         notifier = local_notifier(receiver.url)
-        rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier)
+        rt = wiring.finaliser(stack.loaded(), notifier=notifier)
         budget = iter([200_000, 10_000] + [10_000] * 10)  # ms left: enough for one window, then not
-        first = finaliser.finalise(rt, flush=True, time_left_ms=lambda: next(budget))
+        first = rt.run(flush=True, time_left_ms=lambda: next(budget))
         assert len(first["finalised"]) == 1 and first["deferred"] == 5  # 3 windows x 2 rules
-        second = finaliser.finalise(rt, flush=True)
+        second = rt.run(flush=True)
         assert len(second["finalised"]) == 5 and second["deferred"] == 0
     assert StateStore("sieve-state").open_windows("errors-by-path") == []
 

@@ -8,6 +8,7 @@ import json
 
 import boto3
 
+from processors import wiring
 from processors.handlers import finaliser
 from processors.ports import ModelReply
 from processors.runtime.slack_receiver import SlackReceiver
@@ -59,8 +60,8 @@ def test_planted_secrets_never_cross_the_boundary(make_stack, tmp_path):
     model = RecordingAnalyser()
     with SlackReceiver() as receiver:
         notifier = local_notifier(receiver.url)
-        rt = finaliser.FinaliserRuntime.from_config(stack.loaded(), notifier=notifier, analyser=model)
-        result = finaliser.finalise(rt, flush=True)
+        rt = wiring.finaliser(stack.loaded(), notifier=notifier, analyser=model)
+        result = rt.run(flush=True)
         payloads = json.dumps(receiver.accepted)
     assert any(d["status"] == "analysed" for d in result["finalised"])
     assert model.prompts, "the model was never called"

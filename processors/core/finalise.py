@@ -1,0 +1,160 @@
+"""The finalise use case: closed windows -> merged top-N -> selection -> AI boundary -> Slack -> report.
+
+For every (rule, window) that has partials and is closed (the watermark of the active shards is past
+window end + allowed lateness; or `flush`, the end of a stream):
+
+    partials of all shards -> exact merged top-N (ties by key) -> selection (thresholds, new vs
+    known, cooldown) -> the AI boundary (digest, redaction, budget, validated answer, audit) -> one
+    Slack message (idempotent on rule + window + digest hash) -> the report, stored once.
+
+A window with nothing selected is stored but not posted. Partials that arrive after their window was
+finalised are counted on the stored report (`late_events`) and the window is not posted again.
+A notification that failed but may succeed later leaves the window open (the next run retries it);
+one that cannot succeed, or went to the failure destination, is recorded in the report.
+
+Everything outside this module is reached through ports: WindowStore, Analyser, BudgetLedger,
+AuditSink, Notifier; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from processors.core.aggregate import WindowAggregate, merge
+from processors.core.boundary import BoundaryConfig, analyse_window
+from processors.core.records import outcome_to_dict, report_to_dict, selected_to_dict
+from processors.core.redact import Redactor
+from processors.core.samples import Samples
+from processors.core.select import SelectionConfig, SelectionHistory, remember, select_groups
+from processors.core.slack_blocks import render
+from processors.core.types import Contributor, Window, WindowReport
+from processors.core.watermark import Watermark
+from processors.ports import Analyser, AuditSink, BudgetLedger, NotificationFailed, Notifier, WindowStore
+
+log = logging.getLogger("sieve.finalise")
+
+#: stop taking new windows when less than this is left of the invocation (a model call can take a while);
+#: the rest stay open and the next scheduled run takes them
+RESERVE_MS = 90_000
+
+
+@dataclass(frozen=True, slots=True)
+class FinaliseConfig:
+    rules: tuple[str, ...]  # rule names, in pipelines.yaml order
+    period: int
+    allowed_lateness: int
+    top_n: int
+    selection: SelectionConfig
+    boundary: BoundaryConfig
+
+
+def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
+    """Computed keys come from log text (paths with tokens in them, say): apply the secret patterns
+    before they reach Slack. Client addresses stay as they are: which client did it is a computed
+    fact the on-call engineer needs, and Slack is inside the trust boundary; the model is not."""
+    patterns = tuple(p for p in boundary.patterns if p.name not in ("ipv4", "ipv6"))
+    red = Redactor(b"slack-view-no-pseudonyms-needed", patterns)
+
+    def clean(v: str) -> str:
+        return red.redact(str(v)).text
+
+    topn = dataclasses.replace(wr.topn, contributors=tuple(
+        Contributor(tuple(clean(k) for k in c.keys), c.value) for c in wr.topn.contributors))
+    selected = tuple(dataclasses.replace(g, keys={k: clean(v) for k, v in g.keys.items()}, samples=())
+                     for g in wr.selected)
+    return dataclasses.replace(wr, topn=topn, selected=selected)
+
+
+class Finaliser:
+    def __init__(self, config: FinaliseConfig, store: WindowStore, *, analyser: Analyser | None, budget: BudgetLedger,
+                 audit: AuditSink, notifier: Notifier, clock: Callable[[], float]):
+        self.config = config
+        self.store = store
+        self.analyser = analyser
+        self.budget = budget
+        self.audit = audit
+        self.notifier = notifier
+        self.clock = clock
+
+    def run(self, *, flush: bool = False, time_left_ms: Callable[[], int] | None = None) -> dict:
+        """Finalise every closed window, oldest first across rules, while time is left."""
+        cfg = self.config
+        wm = Watermark.of(self.store.shard_progress(), self.clock())
+        closed = []
+        for rule in cfg.rules:
+            for start in sorted(self.store.open_windows(rule)):
+                w = Window(start, start + cfg.period)
+                if flush or wm.closes(w, cfg.allowed_lateness):
+                    closed.append((w.start, rule, w))
+        done: list[dict] = []
+        deferred = 0
+        for _, rule, w in sorted(closed):
+            if time_left_ms is not None and time_left_ms() < RESERVE_MS:
+                deferred += 1
+                continue
+            done.append(self.finalise_window(rule, w))
+        if deferred:
+            log.warning("windows left for the next run: not enough time left in this invocation",
+                        extra={"deferred": deferred})
+        return {"finalised": done, "watermark_ms": wm.event_ms, "deferred": deferred}
+
+    def finalise_window(self, rule: str, w: Window) -> dict:
+        cfg, store = self.config, self.store
+        partials = store.partials(rule, w.start)
+        report = merge([WindowAggregate.from_bytes(p.blob) for p in partials], top=cfg.top_n)
+        existing = store.stored_report(rule, w.start)
+        if existing is not None:
+            # Partials that arrived after this window was finalised: count them, never drop them.
+            late = report.sample_count - existing.topn.sample_count
+            store.mark_late(rule, w.start, late_events=max(late, 0), late_partials=len(partials))
+            store.close_window(rule, w.start)
+            log.warning("late partials for a finalised window", extra={"rule": rule, "window": w.key, "late_events": late})
+            return {"rule": rule, "window": w.key, "status": "late", "late_events": late}
+
+        samples = Samples(cfg.boundary.digest.samples_per_group)
+        for p in partials:
+            samples.merge(Samples.from_json(p.samples, samples.k))
+        previous = tuple(store.previous_reports(rule, before=w.start, limit=max(1, cfg.selection.new_within_windows)))
+        last = store.last_selected(rule)
+        selection = select_groups(report, cfg.selection, SelectionHistory(previous, last),
+                                  samples={k: samples.lines(k) for k in samples.by_key})
+        outcome = analyse_window(report, selection.selected, cfg.boundary, self.analyser, self.budget, self.audit,
+                                 self.clock)
+
+        delivery = "skipped: nothing selected"
+        payload = None
+        if selection.selected:
+            wr = slack_safe(WindowReport(rule=rule, window=w, topn=report, selected=selection.selected, outcome=outcome),
+                            cfg.boundary)
+            payload = render(wr, max_rows=cfg.top_n)
+            try:
+                delivery = self.notifier.post_report(wr, max_rows=cfg.top_n).status
+            except NotificationFailed as exc:
+                if exc.dead_lettered:
+                    delivery = f"failed: {type(exc).__name__} (sent to the failure queue)"
+                elif not exc.retryable:
+                    delivery = f"failed: {type(exc).__name__}"
+                else:
+                    raise  # leave the window open; the next run retries it
+            chosen = set(selection.selected_keys())
+            updated = remember(selection, last, w.end)
+            store.mark_selected(rule, {k: v for k, v in updated.items() if k in chosen})
+        document = {
+            "topn": report_to_dict(report),
+            "selected": [selected_to_dict(g) for g in selection.selected],
+            "not_selected": [{"keys": n.keys, "value": n.value, "reasons": list(n.reasons)}
+                             for n in selection.not_selected[:50]],
+            "outcome": outcome_to_dict(outcome),
+            "delivery": delivery,
+            "finalised_at": int(self.clock()),
+        }
+        store.put_report(rule, w.start, document)
+        store.close_window(rule, w.start)
+        log.info("window finalised", extra={"rule": rule, "window": w.key, "selected": len(selection.selected),
+                                            "analysis": outcome.status, "delivery": delivery})
+        return {"rule": rule, "window": w.key, "status": outcome.status, "selected": len(selection.selected),
+                "delivery": delivery, "payload": payload, "report": document}
+

@@ -1,0 +1,308 @@
+"""The one wiring place: pipelines.yaml -> adapters behind the ports -> the core's use cases.
+
+Each handler asks for its use case once per container (cold start) through `PerContainer`; tests and
+the CLI call the same builders with test doubles or local clients injected. Which adapter a config
+`kind` means is decided by the kind's own `build()` (processors/config/models.py); what each handler
+touches (tables, queues, secrets, and the kinds it builds) is stated here, next to how it is built,
+and the SAM generator reads it from here (`needs`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from processors.config import LoadedConfig, load
+from processors.config.models import Config, FaqPipeline, LogsPipeline
+from processors.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: each builder imports what it builds, so a handler loads only its own
+    from processors.core.answer import Asker
+
+T = TypeVar("T")
+
+
+class PerContainer(Generic[T]):
+    """`build(loaded_config)` once, on first use; `reset()` (tests) forgets it or installs a given one."""
+
+    def __init__(self, build: Callable[[LoadedConfig], T]):
+        self._build = build
+        self._value: T | None = None
+
+    def get(self) -> T:
+        if self._value is None:
+            self._value = self._build(load(os.environ.get("SIEVE_CONFIG")))
+        return self._value
+
+    def reset(self, value: T | None = None) -> None:
+        self._value = value
+
+
+def logs_pipeline(cfg: Config) -> LogsPipeline:
+    if cfg.pipelines.logs is None:
+        raise ConfigError("pipelines.yaml", ["pipelines.logs: not configured, the log pipeline has nothing to do"])
+    return cfg.pipelines.logs
+
+
+def faq_pipeline(cfg: Config) -> FaqPipeline:
+    if cfg.pipelines.faq is None:
+        raise ConfigError("pipelines.yaml", ["pipelines.faq: not configured, the FAQ pipeline has nothing to do"])
+    return cfg.pipelines.faq
+
+
+# ------------------------------------------------------------------------------------ log pipeline
+
+
+def ingest_config(loaded: LoadedConfig):
+    from processors.core.ingest import IngestConfig
+    from processors.core.parse import JsonFields
+
+    logs = logs_pipeline(loaded.config)
+    return IngestConfig(rules=tuple(loaded.rules), period=logs.window.period_seconds, capacity=logs.state.capacity,
+                        json_fields=JsonFields(**logs.parse.json_fields.model_dump()),
+                        samples_k=logs.ai.samples_per_group)
+
+
+def state_store(loaded: LoadedConfig):
+    from processors.adapters.state_store import StateStore
+
+    logs = logs_pipeline(loaded.config)
+    return StateStore(logs.state.table, ttl_days=logs.state.ttl_days)
+
+
+def logs_ingest(loaded: LoadedConfig, *, clock: Callable[[], float] = time.time):
+    """The logs processor's use case: Kinesis batch -> partials in the state table."""
+    from processors.adapters.sqs import LogRejectSink, SqsRejectSink
+    from processors.core.ingest import LogIngest
+
+    logs = logs_pipeline(loaded.config)
+    rejects = SqsRejectSink.named(logs.rejects_queue, loaded.config.region) if logs.rejects_queue else LogRejectSink()
+    return LogIngest(ingest_config(loaded), state_store(loaded), rejects, clock=clock)
+
+
+def boundary_config(logs: LogsPipeline, redaction_secret: bytes):
+    """pipelines.logs.ai -> the core's BoundaryConfig (the secret is read by the caller)."""
+    from processors.core.boundary import BoundaryConfig, ModelPrice
+    from processors.core.digest import DigestConfig
+    from processors.core.redact import patterns_from_config
+
+    ai = logs.ai
+    return BoundaryConfig(
+        model_id=ai.analyser.model_id, redaction_secret=redaction_secret, language=ai.language,
+        enabled=ai.analyser.kind != "none",
+        digest=DigestConfig(samples_per_group=ai.samples_per_group),
+        budget=ai.budgets.to_core(),
+        prices={m: ModelPrice(p.input_per_1k, p.output_per_1k) for m, p in ai.prices.items()},
+        patterns=patterns_from_config(ai.redact.builtin, [p.model_dump() for p in ai.redact.extra_patterns]),
+        audit_ttl_days=ai.audit_ttl_days,
+    )
+
+
+def finalise_config(loaded: LoadedConfig, redaction_secret: bytes):
+    from processors.core.finalise import FinaliseConfig
+
+    logs = logs_pipeline(loaded.config)
+    return FinaliseConfig(rules=tuple(r.name for r in loaded.rules), period=logs.window.period_seconds,
+                          allowed_lateness=logs.window.allowed_lateness_seconds, top_n=logs.top_n,
+                          selection=logs.selection.to_core(), boundary=boundary_config(logs, redaction_secret))
+
+
+def slack_notifier(loaded: LoadedConfig, secrets=None):
+    """The notifier kind of pipelines.logs.slack (today: an incoming webhook). SLACK_WEBHOOK_URL, when
+    set, overrides the secret (local runs against a receiver)."""
+    from processors.adapters import aws
+    from processors.adapters.slack import SlackWebhookNotifier
+
+    slack = logs_pipeline(loaded.config).slack
+    region = aws.region(loaded.config.region)
+    queue_url = None
+    if slack.failure_queue:
+        queue_url = aws.client("sqs", region).get_queue_url(QueueName=slack.failure_queue)["QueueUrl"]
+    url = os.environ.get("SLACK_WEBHOOK_URL")
+    return SlackWebhookNotifier(
+        webhook_url=url or None, secret_id=None if url else slack.webhook_secret, secret_key=slack.webhook_key,
+        idempotency_table=slack.idempotency_table, failure_queue_url=queue_url,
+        dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region),
+    )
+
+
+def finaliser(loaded: LoadedConfig, *, notifier=None, analyser=None, clock: Callable[[], float] = time.time,
+              secrets=None):
+    """The finaliser's use case: closed windows -> top-N -> selection -> AI boundary -> Slack -> report."""
+    from processors.adapters import aws
+    from processors.adapters.audit import DynamoDBAuditStore, LogAuditSink
+    from processors.adapters.budget_store import DynamoDBBudgetStore
+    from processors.core.finalise import Finaliser
+
+    logs = logs_pipeline(loaded.config)
+    ai = logs.ai
+    enabled = ai.analyser.kind != "none"
+    secrets = secrets or aws.Secrets()
+    if enabled:
+        if not ai.redaction_secret:
+            raise ConfigError("pipelines.yaml", ["pipelines.logs.ai.redaction_secret: required when an analyser is configured"])
+        secret = secrets.get(ai.redaction_secret, "key", plain_ok=True).encode()
+    else:
+        secret = b"disabled-analysis-no-key"
+    region = aws.region(loaded.config.region)
+    audit = (DynamoDBAuditStore(ai.audit_table, client=aws.client("dynamodb", region)) if ai.audit_table
+             else LogAuditSink())
+    return Finaliser(
+        finalise_config(loaded, secret), state_store(loaded),
+        analyser=analyser if analyser is not None else ai.analyser.build(),
+        budget=DynamoDBBudgetStore(logs.state.table, client=aws.client("dynamodb", region), clock=clock),
+        audit=audit, notifier=notifier if notifier is not None else slack_notifier(loaded, secrets), clock=clock)
+
+
+# ------------------------------------------------------------------------------------ what each handler touches
+
+
+@dataclass
+class Needs:
+    """What a handler reads or writes beyond its own event sources: resource names (keys of
+    resources.*) in first-seen order, and the config kinds whose `iam()` it needs."""
+
+    tables: list[str] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+    kinds: list = field(default_factory=list)  # config specs with an iam() (analyser, embedder)
+
+    def add(self, kind: str, name: str | None) -> None:
+        items = getattr(self, kind)
+        if name and name not in items:
+            items.append(name)
+
+    def statements(self) -> list[dict]:
+        out: list[dict] = []
+        for spec in self.kinds:
+            for st in spec.iam():
+                if st not in out:
+                    out.append(st)
+        return out
+
+
+def _logs_needs(cfg: Config, needs: Needs) -> None:
+    logs = cfg.pipelines.logs
+    if logs is None:
+        return
+    needs.add("tables", logs.state.table)            # partials, shard cursors, progress
+    needs.add("queues", logs.rejects_queue)          # undecodable records, with the reason
+
+
+def _finaliser_needs(cfg: Config, needs: Needs) -> None:
+    logs = cfg.pipelines.logs
+    if logs is None:
+        return
+    ai, slack = logs.ai, logs.slack
+    needs.add("tables", logs.state.table)            # partials, reports, cooldowns, budgets
+    needs.add("tables", ai.audit_table)
+    needs.add("tables", slack.idempotency_table)
+    needs.add("queues", slack.failure_queue)
+    if ai.analyser.kind != "none":
+        needs.add("secrets", ai.redaction_secret)
+        needs.kinds.append(ai.analyser)
+    needs.add("secrets", slack.webhook_secret)
+
+
+def _faq_needs(cfg: Config, needs: Needs) -> None:
+    faq = cfg.pipelines.faq
+    if faq is None:
+        return
+    needs.kinds.append(faq.embedder)                 # the index itself is reached over HTTPS (SigV4 on AWS)
+
+
+def _ask_needs(cfg: Config, needs: Needs) -> None:
+    faq = cfg.pipelines.faq
+    if faq is None:
+        return
+    needs.add("secrets", faq.slack_secret)           # the Slack signing secret
+    needs.kinds.append(faq.embedder)
+    if faq.analyser is not None:
+        needs.kinds.append(faq.analyser)
+
+
+#: handler -> what it touches beyond its own event sources (read by the SAM generator). A handler not
+#: listed gets only the permissions of its event sources (and their on-failure queues).
+HANDLER_NEEDS: dict[str, Callable[[Config, Needs], None]] = {
+    "processors.handlers.logs.handler": _logs_needs,
+    "processors.handlers.finaliser.handler": _finaliser_needs,
+    "processors.handlers.faq.handler": _faq_needs,
+    "processors.handlers.ask.handler": _ask_needs,
+    "processors.handlers.llama_lambda.handler": lambda cfg, needs: None,  # the model is in the image
+}
+
+
+def needs(cfg: Config, handler: str) -> Needs:
+    n = Needs()
+    HANDLER_NEEDS.get(handler, lambda c, x: None)(cfg, n)
+    return n
+
+
+# ------------------------------------------------------------------------------------ FAQ pipeline
+
+
+def opensearch_client(loaded: LoadedConfig):
+    from processors.adapters import aws
+    from processors.adapters.opensearch import OpenSearchConfig, make_client
+
+    spec = faq_pipeline(loaded.config).opensearch
+    if spec.auth == "none":
+        return make_client(OpenSearchConfig(hosts=(spec.url,)))
+    return make_client(OpenSearchConfig(hosts=(spec.url,), aws_region=aws.region(loaded.config.region),
+                                        aws_service="aoss" if spec.auth == "sigv4-aoss" else "es"))
+
+
+def faq_indexer(loaded: LoadedConfig, *, embedder=None, client=None):
+    """The FAQ processor's use case: DynamoDB Streams records -> role indexes."""
+    from processors.adapters.opensearch import OpenSearchFaqIndex
+    from processors.core.faq_index import FaqIndexer, FaqRouting
+
+    faq = faq_pipeline(loaded.config)
+    if faq.opensearch.auth == "sigv4-aoss":
+        raise ConfigError("pipelines.yaml", ["pipelines.faq.opensearch.auth: OpenSearch Serverless accepts no external "
+                                             "versions; the FAQ processor needs them so that an older change never "
+                                             "overwrites a newer one"])
+    table = loaded.config.resources.tables.get(faq.table)
+    try:
+        index = OpenSearchFaqIndex(client or opensearch_client(loaded), faq.opensearch.index_prefix, list(faq.roles),
+                                   faq.embedder.dimension)
+    except ValueError as exc:
+        raise ConfigError("pipelines.yaml", [f"pipelines.faq.roles: {exc}"]) from None
+    routing = FaqRouting({k: list(v) for k, v in faq.roles.items()}, faq.role_attribute,
+                         table.partition_key if table is not None else "id")
+    return FaqIndexer(routing, embedder or faq.embedder.build(), index)
+
+
+@dataclass
+class AskApp:
+    """What the Slack ask handler holds per container: the use case, the signing secret, and how a
+    follow-up runs asynchronously (None: the default, see processors/handlers/ask.py)."""
+
+    asker: "Asker"
+    signing_secret: Callable[[], str]
+    dispatch: Callable[[dict, object], None] | None = None
+
+
+def asker(loaded: LoadedConfig, *, embedder=None, client=None, analyser=None, no_model: bool = False):
+    """The ask use case: role-filtered retrieval, then an answer with citations (or none)."""
+    from processors.adapters.opensearch import OpenSearchRetriever
+    from processors.core.answer import Asker
+
+    faq = faq_pipeline(loaded.config)
+    if analyser is None and faq.analyser is not None and not no_model:
+        analyser = faq.analyser.build()
+    retriever = OpenSearchRetriever(client or opensearch_client(loaded), embedder or faq.embedder.build(),
+                                    faq.opensearch.index_prefix, faq.roles)
+    return Asker(retriever, None if no_model else analyser, faq.top_k, faq.min_score, dict(faq.slack_user_roles),
+                 faq.default_role)
+
+
+def ask_app(loaded: LoadedConfig, *, secrets=None, **kwargs) -> AskApp:
+    from processors.adapters import aws
+
+    faq = faq_pipeline(loaded.config)
+    secrets = secrets or aws.Secrets()
+    return AskApp(asker(loaded, **kwargs), lambda: secrets.get(faq.slack_secret, faq.slack_signing_key))
