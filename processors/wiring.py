@@ -1,10 +1,10 @@
 """The one wiring place: pipelines.yaml -> adapters behind the ports -> the core's use cases.
 
-Each handler asks for its use case once per container (cold start) through `PerContainer`; tests and
-the CLI call the same builders with test doubles or local clients injected. Which adapter a config
-`kind` means is decided by the kind's own `build()` (processors/config/models.py); what each handler
-touches (tables, queues, secrets, and the kinds it builds) is stated here, next to how it is built,
-and the SAM generator reads it from here (`needs`).
+Each handler module names its `Component` (how its use case is built, and what it touches) and gets
+the use case once per container (cold start) through `PerContainer`; tests and the CLI call the same
+builders with test doubles or local clients injected. Which adapter a config `kind` means is decided by
+the kind's own `build()` and the IAM it needs by its `iam()` (processors/config/models.py); the SAM
+generator reads each function's permissions from the same component (`needs`).
 """
 
 from __future__ import annotations
@@ -25,16 +25,27 @@ if TYPE_CHECKING:  # annotations only: each builder imports what it builds, so a
 T = TypeVar("T")
 
 
-class PerContainer(Generic[T]):
-    """`build(loaded_config)` once, on first use; `reset()` (tests) forgets it or installs a given one."""
+@dataclass(frozen=True)
+class Component(Generic[T]):
+    """One handler's use case: how it is built from pipelines.yaml, and what it touches beyond its own
+    event sources (tables, queues, secrets, and the config kinds whose `iam()` it needs). The handler
+    module names its component (`COMPONENT`); the SAM generator reads `needs` from there."""
 
-    def __init__(self, build: Callable[[LoadedConfig], T]):
-        self._build = build
+    build: Callable[..., T]
+    needs: Callable[[Config, "Needs"], None]
+
+
+class PerContainer(Generic[T]):
+    """A component's use case, built once per container on first use (cold start); `reset()` (tests)
+    forgets it or installs a given one."""
+
+    def __init__(self, component: Component[T]):
+        self.component = component
         self._value: T | None = None
 
     def get(self) -> T:
         if self._value is None:
-            self._value = self._build(load(os.environ.get("SIEVE_CONFIG")))
+            self._value = self.component.build(load(os.environ.get("SIEVE_CONFIG")))
         return self._value
 
     def reset(self, value: T | None = None) -> None:
@@ -224,20 +235,21 @@ def _ask_needs(cfg: Config, needs: Needs) -> None:
         needs.kinds.append(faq.analyser)
 
 
-#: handler -> what it touches beyond its own event sources (read by the SAM generator). A handler not
-#: listed gets only the permissions of its event sources (and their on-failure queues).
-HANDLER_NEEDS: dict[str, Callable[[Config, Needs], None]] = {
-    "processors.handlers.logs.handler": _logs_needs,
-    "processors.handlers.finaliser.handler": _finaliser_needs,
-    "processors.handlers.faq.handler": _faq_needs,
-    "processors.handlers.ask.handler": _ask_needs,
-    "processors.handlers.llama_lambda.handler": lambda cfg, needs: None,  # the model is in the image
-}
-
-
 def needs(cfg: Config, handler: str) -> Needs:
+    """What the function with this handler touches: its module's COMPONENT says. A handler without one
+    (the llama.cpp analyser: the model is in the image; a user's own handler) gets only the permissions
+    of its event sources."""
+    import importlib
+
     n = Needs()
-    HANDLER_NEEDS.get(handler, lambda c, x: None)(cfg, n)
+    module_name = handler.rpartition(".")[0]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return n
+    component = vars(module).get("COMPONENT")
+    if isinstance(component, Component):
+        component.needs(cfg, n)
     return n
 
 
@@ -306,3 +318,9 @@ def ask_app(loaded: LoadedConfig, *, secrets=None, **kwargs) -> AskApp:
     faq = faq_pipeline(loaded.config)
     secrets = secrets or aws.Secrets()
     return AskApp(asker(loaded, **kwargs), lambda: secrets.get(faq.slack_secret, faq.slack_signing_key))
+
+
+LOGS: Component = Component(logs_ingest, _logs_needs)
+FINALISER: Component = Component(finaliser, _finaliser_needs)
+FAQ: Component = Component(faq_indexer, _faq_needs)
+ASK: Component = Component(ask_app, _ask_needs)

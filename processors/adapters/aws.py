@@ -96,11 +96,16 @@ class Secrets:
 
         from processors.errors import ConfigError
 
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
         if self._provider is None:
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
             self._provider = SecretsProvider(boto3_client=client("secretsmanager"))
-        value = self._provider.get(name, max_age=self.max_age)
+        try:
+            value = self._provider.get(name, max_age=self.max_age)
+        except GetParameterError as exc:
+            raise ConfigError("secrets", [f"secret {name!r} could not be read: {str(exc)[:300]}"]) from None
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
         if key is not None:
@@ -112,7 +117,7 @@ class Secrets:
                 found = doc.get(key)
                 if isinstance(found, str) and found:
                     return found
-                raise ConfigError("secrets", [f"secret {name!r} has no string key {key!r}"])
+                raise ConfigError("secrets", [f"secret {name!r}: JSON object has no `{key}` key (or it is not a string)"])
             if not plain_ok:
                 raise ConfigError("secrets", [f"secret {name!r} is not a JSON object with key {key!r}"])
         if not isinstance(value, str) or not value:

@@ -46,8 +46,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from slack_sdk.http_retry import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -57,6 +55,7 @@ from slack_sdk.http_retry import (
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
+from processors.adapters.aws import Secrets
 from processors.adapters.retry import Backoff
 from processors.core.slack_blocks import delivery_key, render
 from processors.core.types import Delivery
@@ -334,7 +333,7 @@ class SlackWebhookNotifier:
         max_retry_after: float = 30.0,
         timeout: int = 10,
         sleep: Callable[[float], None] = time.sleep,
-        secrets_provider: SecretsProvider | None = None,
+        secrets: Secrets | None = None,
         dynamodb_client=None,
         sqs_client=None,
     ):
@@ -349,7 +348,7 @@ class SlackWebhookNotifier:
         self.secret_key = secret_key
         self._secrets = None
         if secret_id and not webhook_url:
-            self._secrets = secrets_provider or SecretsProvider()
+            self._secrets = secrets or Secrets(max_age=secret_max_age)
         self.idempotency_table = idempotency_table
         self.failure_queue_url = failure_queue_url
         self.max_retries = max_retries
@@ -533,20 +532,9 @@ class SlackWebhookNotifier:
             return url
         where = f"secret {self.secret_id!r}"
         try:
-            raw = self._secrets.get(self.secret_id, max_age=self.secret_max_age)
-        except GetParameterError as exc:
-            raise ConfigError("slack notifier", [f"{where}: could not be read: {self._masker(str(exc))}"]) from None
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8", "replace")
-        text = str(raw or "").strip()
-        url = text
-        if text.startswith("{"):
-            try:
-                url = str(orjson.loads(text).get(self.secret_key) or "")
-            except (orjson.JSONDecodeError, AttributeError):
-                raise ConfigError("slack notifier", [f"{where}: looks like JSON but does not parse"]) from None
-            if not url:
-                raise ConfigError("slack notifier", [f"{where}: JSON object has no `{self.secret_key}` key"])
+            url = self._secrets.get(self.secret_id, self.secret_key, plain_ok=True).strip()
+        except ConfigError as exc:
+            raise ConfigError("slack notifier", [self._masker(p) for p in exc.problems]) from None
         self._masker.add(url)
         _check_url(url, where, self._masker)
         return url

@@ -1,18 +1,11 @@
 """The ask handler: a Slack slash command behind API Gateway (HTTP API, payload v2) -> an FAQ answer.
 
-    POST /slack/ask   (Slack: application/x-www-form-urlencoded, X-Slack-Signature, X-Slack-Request-Timestamp)
-
-1. The request is verified before anything else (`adapters.slack.verify_slack`: 5-minute staleness,
-   v0 HMAC of the raw body under the signing secret from Secrets Manager). Failures answer 401.
-2. The Slack user is mapped to an index role (`pipelines.faq.slack_user_roles`, else `default_role`).
-3. `Asker` (processors/core/answer.py) retrieves from that role's index only and answers with
-   citations, or "not in the knowledge base" without calling a model.
-4. The reply is Block Kit, ephemeral (`core.slack_blocks.answer_blocks`).
-
-Slack wants an answer within 3 s. Without a model the answer is the HTTP response. With a model the
-handler acknowledges at once and hands the question to an asynchronous run of itself
-(`{"sieve_ask": {...}}`: a Lambda Event invoke of this function on AWS, a thread locally), which posts
-the answer to the command's `response_url` (only a Slack URL; loopback too outside Lambda).
+Verify the request (`adapters.slack.verify_slack`: signature under the signing secret, 5-minute
+staleness; 401 otherwise) -> map the Slack user to an index role -> `Asker` (core/answer.py) answers
+from that role's index only, with citations, or "not in the knowledge base" without a model call ->
+ephemeral Block Kit (`core.slack_blocks.answer_blocks`). With a model, Slack's 3 s would be at risk: the
+handler acknowledges at once and an asynchronous run of itself (`{"sieve_ask": ...}`) posts the answer
+to the command's `response_url` (a Slack URL only; loopback too outside Lambda).
 """
 
 from __future__ import annotations
@@ -33,7 +26,8 @@ from processors.core.slack_blocks import answer_blocks, escape
 
 logger = Logger(service="sieve-ask", logger_handler=None)
 
-_app: wiring.PerContainer[wiring.AskApp] = wiring.PerContainer(wiring.ask_app)
+COMPONENT = wiring.ASK
+_app: wiring.PerContainer[wiring.AskApp] = wiring.PerContainer(COMPONENT)
 reset_runtime = _app.reset
 
 
@@ -60,15 +54,14 @@ def handler(event: dict, context: Any, *, now: Callable[[], float] = time.time) 
         return _response(200, {"response_type": "ephemeral", "text": f"Usage: {escape(form.get('command', '/ask'))} your question"})
     if app.asker.analyser is not None:  # a model may take longer than Slack's 3 s: acknowledge, answer later
         job = {"question": question, "role": role, "user": user, "response_url": form.get("response_url", "")}
-        (app.dispatch or _dispatch)({"sieve_ask": job}, context)
+        if app.dispatch is not None:
+            app.dispatch({"sieve_ask": job}, context)
+        else:  # a Lambda Event invoke of this function on AWS, a thread locally
+            dispatch_async(handler, {"sieve_ask": job}, context)
         return _response(200, {"response_type": "ephemeral", "text": ":mag: Looking that up in the knowledge base…"})
     result = app.asker.ask(question, role)
     _log_answer(user, role, result)
     return _response(200, answer_blocks(result, role))
-
-
-def _dispatch(payload: dict, context: Any) -> None:
-    dispatch_async(handler, payload, context)
 
 
 def _follow_up(app: wiring.AskApp, job: dict) -> dict:

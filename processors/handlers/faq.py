@@ -22,7 +22,8 @@ logger = Logger(service="sieve-faq", logger_handler=None)
 metrics = Metrics(namespace="Sieve", service="faq-processor")
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
-_indexer: wiring.PerContainer[FaqIndexer] = wiring.PerContainer(wiring.faq_indexer)
+COMPONENT = wiring.FAQ
+_indexer: wiring.PerContainer[FaqIndexer] = wiring.PerContainer(COMPONENT)
 reset_runtime = _indexer.reset
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from processors import wiring
 from processors.core.finalise import Finaliser
 
-_finaliser: wiring.PerContainer[Finaliser] = wiring.PerContainer(wiring.finaliser)
+COMPONENT = wiring.FINALISER
+_finaliser: wiring.PerContainer[Finaliser] = wiring.PerContainer(COMPONENT)
 reset_runtime = _finaliser.reset
 
 

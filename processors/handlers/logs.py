@@ -19,7 +19,8 @@ from processors.core.ingest import IngestResult, LogIngest, ShardState, StreamBa
 logger = Logger(service="sieve-logs", logger_handler=None)
 metrics = Metrics(namespace="Sieve", service="logs-processor")
 
-_ingest: wiring.PerContainer[LogIngest] = wiring.PerContainer(wiring.logs_ingest)
+COMPONENT = wiring.LOGS
+_ingest: wiring.PerContainer[LogIngest] = wiring.PerContainer(COMPONENT)
 reset_runtime = _ingest.reset
 
 
