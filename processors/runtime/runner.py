@@ -359,11 +359,10 @@ def _json_size(obj: Any) -> int:
         return len(json.dumps(obj).encode())
 
 
-class _KinesisSource:
-    kind = "kinesis"
-    batch_info_key = "KinesisBatchInfo"
-    max_limit = 10_000
-    supports_at_timestamp = True
+class _StreamSource:
+    """What both stream kinds share: the ARN's region and account, the clock, a client of `service`."""
+
+    service = ""
 
     def __init__(self, arn: str, session: boto3.Session | None, clock: Clock):
         self.arn = arn
@@ -371,7 +370,15 @@ class _KinesisSource:
         self.region = parsed.region
         self.account = parsed.account
         self.clock = clock
-        self.client = (session or boto3).client("kinesis", region_name=parsed.region)
+        self.client = (session or boto3).client(self.service, region_name=parsed.region)
+
+
+class _KinesisSource(_StreamSource):
+    kind = "kinesis"
+    service = "kinesis"
+    batch_info_key = "KinesisBatchInfo"
+    max_limit = 10_000
+    supports_at_timestamp = True
 
     @staticmethod
     def arrival_text(epoch: float) -> str:
@@ -439,19 +446,12 @@ def _ddb_json(value: Any) -> Any:
     return value
 
 
-class _DynamoDBSource:
+class _DynamoDBSource(_StreamSource):
     kind = "dynamodb"
+    service = "dynamodbstreams"
     batch_info_key = "DDBStreamBatchInfo"
     max_limit = 1_000
     supports_at_timestamp = False
-
-    def __init__(self, arn: str, session: boto3.Session | None, clock: Clock):
-        self.arn = arn
-        parsed = _parse_arn(arn)
-        self.region = parsed.region
-        self.account = parsed.account
-        self.clock = clock
-        self.client = (session or boto3).client("dynamodbstreams", region_name=parsed.region)
 
     @staticmethod
     def arrival_text(epoch: float) -> str:
