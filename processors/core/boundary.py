@@ -121,12 +121,45 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
                 f"evidence[{i}] states {', '.join(invented[:3])}, which the digest does not contain; "
                 "quote only numbers that appear in the digest"
             )
+    problem = grounding_problem(data["likely_cause"], [ev[1 : ev.index("]")] for ev in data["evidence"]], digest)
+    if problem:
+        raise InvalidAnswer(problem)
     return Analysis(
         likely_cause=data["likely_cause"],
         evidence=tuple(data["evidence"]),
         next_checks=tuple(data["next_checks"]),
         confidence=data["confidence"],
     )
+
+
+_SAMPLE_LINE = re.compile(r"^\s*\[G\d{1,2}\.S\d{1,2}\]")
+#: a cause sharing a run of this many words with a sample line, and not with the computed facts, repeats free text
+SHINGLE = 4
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    """Runs of SHINGLE plain words (letters only: paths, versions, numbers and ids are structure, not prose)."""
+    words = [w.casefold() for w in (t.strip("\"'.,;:!?()[]{}<>") for t in text.split()) if w.isalpha()]
+    return {tuple(words[i : i + SHINGLE]) for i in range(len(words) - SHINGLE + 1)}
+
+
+def grounding_problem(likely_cause: str, cited: Sequence[str], digest: Digest) -> str | None:
+    """Why an answer's cause is not grounded in computed facts, or None.
+
+    Log text is attacker-controlled: a sample line can carry a ready-made "root cause". So the cause must
+    rest on a group line (its keys, counts, share, trend, why it was selected: computed by Sieve), which
+    the evidence must cite, and it must not repeat a run of words that only a sample line contains."""
+    if not any(".S" not in c for c in cited):
+        return ("evidence cites only sample lines; cite the group line ([G1] ...) whose computed facts "
+                "(keys, counts, share, trend) the cause rests on")
+    lines = digest.text.splitlines()
+    sample_runs = set().union(*(_shingles(line) for line in lines if _SAMPLE_LINE.match(line)))
+    fact_runs = set().union(*(_shingles(line) for line in lines if not _SAMPLE_LINE.match(line)))
+    copied = sorted((_shingles(likely_cause) & sample_runs) - fact_runs)
+    if copied:
+        return (f"likely_cause repeats free text of a sample line ({' '.join(copied[0])!r}); state the cause in "
+                "terms of the computed facts, not of what a log line says")
+    return None
 
 
 # --- orchestration -----------------------------------------------------------------------------

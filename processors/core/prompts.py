@@ -35,9 +35,11 @@ _SYSTEM = (
     "3. Secrets and personal data were replaced with markers like [REDACTED:jwt] and ip-1a2b3c (one pseudonym "
     "per client). Do not try to guess what they hide.\n"
     "4. Answer with one JSON object and nothing else: "
-    '{{"likely_cause": string (max 300 chars), "evidence": [1 to 4 strings, each starting with the id of the '
-    'digest line it cites, like "[G1.S2] ..."], "next_checks": [1 to 4 short strings], '
-    '"confidence": "low" | "medium" | "high"}}.\n'
+    '{{"likely_cause": string (one sentence, max 150 chars), "evidence": [1 to 3 strings of at most 110 chars, '
+    'each starting with the id of the digest line it cites, like "[G1] ..." or "[G1.S2] ..."], "next_checks": '
+    '[1 to 3 strings of at most 80 chars], "confidence": "low" | "medium" | "high"}}. State the cause in terms of '
+    "the group lines' computed facts (keys, counts, share, trend), cite at least one group line such as [G1], and "
+    "never copy text from a sample line.\n"
     "5. Write likely_cause, evidence and next_checks in {language}. Keep the JSON keys, the cited ids and the "
     "confidence value in English."
 )
