@@ -5,6 +5,10 @@ over two shards) -> the local event source mapping runner -> the logs processor 
 (exact top-N, selection, the AI boundary with the local model behind a Bedrock-compatible
 endpoint) -> the Slack message, rendered here and saved as the exact webhook JSON by a local Slack
 receiver. With SLACK_WEBHOOK_URL set, the message goes to that real Slack webhook instead.
+
+Everything printed that comes from the log (the top-N keys, the Slack messages) passes the same
+secret redaction as Slack (processors/core/surfaces.py, the config's ai.redact patterns): `--log`
+may be a real access log with tokens in its query strings.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from processors.core.surfaces import ForPeople
 from processors.errors import SieveError
 
 DEFAULT_INCIDENTS = ("burst500", "scan404")
@@ -158,12 +163,22 @@ def run(args) -> int:
         t = time.monotonic()
         results = invoke_scheduled(loaded, flush=True)
         finalised = [w for r in results.values() for w in (r or {}).get("finalised", [])]
+        from processors import wiring
+
+        store = wiring.state_store(loaded)  # the handler answers a summary; the reports are in the state table
+        for w in finalised:
+            stored = store.stored_report(w["rule"], int(w["window"].split("-")[0]))
+            if stored is not None:
+                w["report"] = stored.document
         posted = [w for w in finalised if w.get("delivery") in ("posted", "duplicate")]
         console.print(f"[dim]8.[/] finaliser: {len(finalised)} window(s) finalised, {len(posted)} message(s) for Slack "
                       f"({time.monotonic() - t:.1f}s{', model calls included' if analyser.kind != 'none' else ''})")
 
-        _print_topn(console, finalised)
-        payloads = [w["payload"] for w in posted if w.get("payload")]
+        from processors.runtime.slack_terminal import people_view_of
+
+        view = people_view_of(loaded.config)
+        _print_topn(console, finalised, view)
+        payloads: list[dict] = []
         if receiver is not None:
             payloads = list(receiver.accepted)
             # exactly the webhook bodies Slack would have received, one JSON document per line
@@ -172,14 +187,16 @@ def run(args) -> int:
             from processors.runtime.slack_terminal import show
 
             console.print(Rule("what Slack shows"))
-            show(payloads, console=console)
+            show(payloads, console=console, view=view)
+        elif posted:
+            console.print(f"{len(posted)} message(s) posted to the Slack webhook in SLACK_WEBHOOK_URL")
         else:
             console.print("[yellow]nothing was selected for Slack in this log[/]")
         if receiver is not None:
             console.print(f"webhook JSON: {slack_out}  (render again with: sieve slack show {slack_out})")
         console.print(f"done in {time.monotonic() - t0:.1f}s")
         if truth:
-            return _check_against_truth(console, truth, finalised)
+            return _check_against_truth(console, truth, finalised, view)
     return 0
 
 
@@ -215,7 +232,8 @@ def _log_file(args, state: Path, period: int):
     return out, truth
 
 
-def _print_topn(console: Console, finalised: list[dict]) -> None:
+def _print_topn(console: Console, finalised: list[dict], view: ForPeople) -> None:
+    """The computed top-N of each window that has a selected group; keys as people may see them."""
     shown = [w for w in finalised if w.get("selected")]
     for w in shown:
         topn = w["report"]["topn"]
@@ -225,8 +243,11 @@ def _print_topn(console: Console, finalised: list[dict]) -> None:
         for col in ["#", *topn["key_names"], "value", "selected"]:
             t.add_column(col)
         chosen = {tuple(g["keys"].values()) for g in w["report"]["selected"]}
+        before = view.redacted
         for i, c in enumerate(topn["contributors"][:10], 1):
-            t.add_row(str(i), *[str(k) for k in c["keys"]], str(c["value"]), "yes" if tuple(c["keys"]) in chosen else "")
+            t.add_row(str(i), *[view(k) for k in c["keys"]], str(c["value"]), "yes" if tuple(c["keys"]) in chosen else "")
+        if view.redacted > before:
+            t.caption = f"{view.redacted - before} secret(s) in these keys shown as [REDACTED:kind]"
         console.print(t)
 
 
@@ -236,7 +257,7 @@ def _utc(ts: int) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
-def _check_against_truth(console: Console, truth: dict, finalised: list[dict]) -> int:
+def _check_against_truth(console: Console, truth: dict, finalised: list[dict], view: ForPeople) -> int:
     """The demo checks itself: every generated incident must have been found and posted."""
     by = {(w["rule"], w["window"]): w for w in finalised}
     missing = []
@@ -245,7 +266,7 @@ def _check_against_truth(console: Console, truth: dict, finalised: list[dict]) -
         got = by.get((inc["rule"], f"{w[0]}-{w[1]}"))
         keys = {tuple(g["keys"].values()) for g in (got or {}).get("report", {}).get("selected", [])}
         if tuple(inc["rule_keys"]) not in keys:
-            missing.append(f"{inc['kind']} {inc['key']}")
+            missing.append(f"{inc['kind']} {view(inc['key'])}")
     if missing:
         console.print(f"[red]not found: {', '.join(missing)}[/]")
         return 1

@@ -1,5 +1,9 @@
 """`sieve slack receive` runs a local Slack webhook receiver; `sieve slack show FILE` renders a saved
-payload (a JSON payload, or the JSONL the receiver writes) in the terminal."""
+payload (a JSON payload, or the JSONL the receiver writes) in the terminal.
+
+What is rendered passes the same secret redaction as Slack itself (processors/core/surfaces.py), with
+the patterns of pipelines.yaml: payloads Sieve posted are clean already, this is belt and braces for
+files from elsewhere. The saved files themselves are not rewritten."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ class SlackCommandError(SieveError):
 
 
 def register(subparsers) -> None:
+    from processors.runtime.slack_terminal import CONFIG_HELP
+
     parser = subparsers.add_parser("slack", help="local Slack webhook receiver and payload viewer")
     sub = parser.add_subparsers(dest="slack_command", metavar="SUBCOMMAND")
     sub.required = True
@@ -25,6 +31,7 @@ def register(subparsers) -> None:
     receive.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     receive.add_argument("--out", help="append every accepted payload to this JSONL file")
     receive.add_argument("--quiet", action="store_true", help="do not render accepted payloads")
+    receive.add_argument("--config", help=CONFIG_HELP)
     receive.add_argument("--fail-first", type=int, default=0, metavar="N",
                          help="answer the first N posts with --fail-status (to try retries)")
     receive.add_argument("--fail-status", type=int, default=429, choices=(429, 500, 503))
@@ -34,6 +41,7 @@ def register(subparsers) -> None:
     show = sub.add_parser("show", help="render a saved Block Kit payload in the terminal")
     show.add_argument("file", help="a webhook payload (.json) or a receiver log (.jsonl)")
     show.add_argument("--all", action="store_true", help="for a .jsonl log: show every payload, not only the last")
+    show.add_argument("--config", help=CONFIG_HELP)
     show.set_defaults(func=_show)
 
 
@@ -41,12 +49,13 @@ def _receive(args) -> int:
     from rich.console import Console
 
     from processors.runtime.slack_receiver import SlackReceiver
-    from processors.runtime.slack_terminal import show
+    from processors.runtime.slack_terminal import people_view, show
 
     console = Console()
+    view = people_view(args.config)
     receiver = SlackReceiver(host=args.host, port=args.port, out=args.out)
     if not args.quiet:
-        receiver.on_accept = lambda payload: show([payload], console)
+        receiver.on_accept = lambda payload: show([payload], console, view)
     if args.fail_first:
         receiver.fail_next(args.fail_first, args.fail_status, retry_after=args.retry_after if args.fail_status == 429 else None)
     try:
@@ -97,8 +106,9 @@ def load_payloads(path: Path) -> list[dict]:
 
 
 def _show(args) -> int:
-    from processors.runtime.slack_terminal import show
+    from processors.runtime.slack_terminal import people_view, show
 
+    view = people_view(args.config)
     payloads = load_payloads(Path(args.file))
-    show(payloads if args.all else payloads[-1:])
+    show(payloads if args.all else payloads[-1:], view=view)
     return 0

@@ -2,13 +2,18 @@
 parse, Contributor Insights rules, exact top-N) over log files and print the report per window.
 
 FILE may be plain text or gzip; each holds access-log lines (CLF/combined or JSON lines), or saved
-CloudWatch Logs subscription payloads (one JSON document, or one per line)."""
+CloudWatch Logs subscription payloads (one JSON document, or one per line).
+
+Keys come from log text, so they are printed (tables and --json) with secrets redacted by the same
+function as Slack (processors/core/surfaces.py; the patterns of pipelines.yaml when there is one).
+The counting is over the keys as logged: two rows may read alike once redacted, and `stats.redacted`
+says how many secrets were masked. There is no switch to print them: the log file is at hand."""
 
 from __future__ import annotations
 
 import gzip
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -18,7 +23,8 @@ import orjson
 from processors.core.aggregate import DEFAULT_CAPACITY, Accumulator
 from processors.core.decode import Decoded, LogEvent, decode_cwl_document
 from processors.config.rule_files import load_rule_file
-from processors.core.types import TopNReport
+from processors.core.surfaces import ForPeople
+from processors.core.types import Contributor, TopNReport
 from processors.errors import SieveError
 
 
@@ -27,6 +33,8 @@ class TopNError(SieveError):
 
 
 def register(sub) -> None:
+    from processors.runtime.slack_terminal import CONFIG_HELP
+
     p = sub.add_parser(
         "topn",
         help="top-N contributors per window of log files, with Contributor Insights rules",
@@ -39,6 +47,7 @@ def register(sub) -> None:
     p.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help=f"exact keys per window before the "
                    f"heavy-hitter summary takes over (default {DEFAULT_CAPACITY})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON (TopNReport fields) instead of tables")
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=run)
 
@@ -90,6 +99,9 @@ def run(args) -> int:
         raise TopNError("--top must be between 1 and 100 (Contributor Insights' MaxContributorCount range)")
     if args.period <= 0:
         raise TopNError("--period must be a positive number of seconds")
+    from processors.runtime.slack_terminal import people_view
+
+    view = people_view(args.config)
     rules = [load_rule_file(r) for r in args.rule]
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
@@ -107,15 +119,21 @@ def run(args) -> int:
                 add_line(item)
             else:
                 acc.add_event(item)
-    reports = acc.reports(args.top)
+    reports = [for_people_report(r, view) for r in acc.reports(args.top)]
     stats = {"events": acc.stats.events, "parsed": acc.stats.parsed, "rejected": dict(sorted(acc.stats.rejected.items())),
-             "skipped": dict(sorted(other.items())) | ({"blank_lines": blank} if blank else {})}  # fmt: skip
+             "skipped": dict(sorted(other.items())) | ({"blank_lines": blank} if blank else {}),
+             "redacted": dict(sorted(view.totals.items()))}  # fmt: skip
     if args.json:
         sys.stdout.write(orjson.dumps({"reports": [report_dict(r) for r in reports], "stats": stats},
                                       option=orjson.OPT_INDENT_2).decode() + "\n")  # fmt: skip
     else:
         _print_tables(reports, stats)
     return 0
+
+
+def for_people_report(r: TopNReport, view: ForPeople) -> TopNReport:
+    """The report with every contributor key as people may see it (secrets redacted)."""
+    return replace(r, contributors=tuple(Contributor(tuple(view(k) for k in c.keys), c.value) for c in r.contributors))
 
 
 def report_dict(r: TopNReport) -> dict:
@@ -156,6 +174,8 @@ def _print_tables(reports: list[TopNReport], stats: dict) -> None:
     empty = sum(1 for r in reports if not r.contributors)
     rejected = ", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none"
     skipped = ", ".join(f"{k} {v}" for k, v in stats["skipped"].items())
+    redacted = sum(stats["redacted"].values())
     console.print(f"{stats['events']} events, {stats['parsed']} parsed; rejected: {rejected}"
                   + (f"; skipped: {skipped}" if skipped else "")
+                  + (f"; {redacted} secret(s) in keys shown as [REDACTED:kind]" if redacted else "")
                   + (f"; {empty} window(s) with no matching events" if empty else ""), style="dim")  # fmt: skip

@@ -14,7 +14,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from processors import wiring
+from processors.core.decode import REJECT_REASONS as DECODE_REASONS
 from processors.core.ingest import IngestResult, LogIngest, ShardState, StreamBatch, StreamRecord
+from processors.core.parse import REJECT_REASONS as PARSE_REASONS
 
 logger = Logger(service="sieve-logs", logger_handler=None)
 metrics = Metrics(namespace="Sieve", service="logs-processor")
@@ -50,14 +52,31 @@ def response_of(result: IngestResult) -> dict:
     return response
 
 
+#: metric names come from these fixed vocabularies only (never from log text): a reason or counter
+#: outside them is counted as `other`, so no key, line or detail can become a metric name
+LINE_REASONS = PARSE_REASONS
+COUNTERS = frozenset({"records", "already_counted", "control_messages"} | {f"rejected_record:{r}" for r in DECODE_REASONS})
+
+
+def metric_counts(st: ShardState) -> dict[str, int]:
+    """The flushed counts by metric name, names from the bounded vocabularies above."""
+    out: dict[str, int] = {"Events": st.stats.events, "EventsParsed": st.stats.parsed}
+
+    def add(name: str, n: int) -> None:
+        out[name] = out.get(name, 0) + n
+
+    for reason, n in st.stats.rejected.items():
+        add(f"LinesRejected_{reason if reason in LINE_REASONS else 'other'}", n)
+    for name, n in st.counters.items():
+        name = name if name in COUNTERS else ("rejected_record:other" if name.startswith("rejected_record:") else "other")
+        add(name.replace(":", "_").title().replace("_", ""), n)
+    return out
+
+
 def emit_metrics(st: ShardState) -> None:
     try:
-        metrics.add_metric(name="Events", unit=MetricUnit.Count, value=st.stats.events)
-        metrics.add_metric(name="EventsParsed", unit=MetricUnit.Count, value=st.stats.parsed)
-        for reason, n in sorted(st.stats.rejected.items()):
-            metrics.add_metric(name=f"LinesRejected_{reason}", unit=MetricUnit.Count, value=n)
-        for name, n in sorted(st.counters.items()):
-            metrics.add_metric(name=name.replace(":", "_").title().replace("_", ""), unit=MetricUnit.Count, value=n)
+        for name, n in sorted(metric_counts(st).items()):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=n)
         metrics.flush_metrics()
     except Exception:  # metrics must never fail a batch
         logger.exception("metrics flush failed")

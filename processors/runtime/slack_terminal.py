@@ -4,18 +4,26 @@ Computed blocks (block_id ``computed-*``) go in a green panel, AI inference bloc
 magenta panel titled "AI inference — not verified", so the boundary is visible at a glance. Entities
 are decoded for display only (``&lt;!channel&gt;`` shows as the literal text ``<!channel>``, which
 is what Slack shows too). Payloads from other sources render generically.
+
+Every string of a payload passes the people's redaction (processors/core/surfaces.py) before it is
+drawn: payloads Sieve posted are already clean, but a saved file may come from elsewhere or from an
+older version. `people_view` gives every terminal command that same redaction, with the patterns of
+pipelines.yaml when there is one.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+import sys
+from typing import Any, Iterable
 
 from rich.console import Console, Group, RenderableType
 from rich.emoji import Emoji
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text
+
+from processors.core.surfaces import ForPeople
 
 _FENCE = re.compile(r"```\n?(.*?)\n?```", re.S)
 _INLINE = re.compile(
@@ -101,8 +109,9 @@ def _block(block: dict) -> RenderableType:
     return Text(f"[{kind} block]", style="dim")
 
 
-def payload_renderable(payload: dict) -> RenderableType:
-    """A rich renderable for one webhook payload (for printing or for tests)."""
+def payload_renderable(payload: dict, view: ForPeople | None = None) -> RenderableType:
+    """A rich renderable for one webhook payload (for printing or for tests), secrets redacted."""
+    payload = (view or ForPeople()).value(payload)
     parts: list[RenderableType] = []
     blocks = payload.get("blocks") or []
     if not blocks:
@@ -132,9 +141,48 @@ def payload_renderable(payload: dict) -> RenderableType:
     return Group(*parts)
 
 
-def show(payloads: Iterable[dict], console: Console | None = None) -> None:
+def show(payloads: Iterable[dict], console: Console | None = None, view: ForPeople | None = None) -> None:
     console = console or Console()
+    view = view or ForPeople()
     for i, payload in enumerate(payloads):
         if i:
             console.print(Rule(style="blue"))
-        console.print(payload_renderable(payload))
+        console.print(payload_renderable(payload, view))
+
+
+#: the --config help of every command that prints log-derived text
+CONFIG_HELP = ("pipelines.yaml whose ai.redact patterns mask secrets in what is shown (default: $SIEVE_CONFIG "
+               "or ./pipelines.yaml when present, else the built-in patterns)")
+
+
+def people_view_of(config: Any) -> ForPeople:
+    """The redaction for people of a loaded `Config`: its `pipelines.logs.ai.redact` patterns (the ones
+    the model's digest and Slack get), without the IP pseudonyms; the built-ins without a logs pipeline."""
+    from processors.core.redact import patterns_from_config
+
+    logs = getattr(getattr(config, "pipelines", None), "logs", None)
+    if logs is None:
+        return ForPeople()
+    spec = logs.ai.redact
+    return ForPeople(patterns_from_config(spec.builtin, [p.model_dump() for p in spec.extra_patterns]))
+
+
+def people_view(config: str | None = None) -> ForPeople:
+    """The redaction for what a command prints: that of pipelines.yaml (`config`, else $SIEVE_CONFIG,
+    else ./pipelines.yaml), or the built-in patterns when there is no such file. A config named with
+    --config must load; a default one that does not is reported on stderr and the built-ins are used."""
+    from processors.config.loader import load, resolve_path
+    from processors.errors import ConfigError
+
+    path = resolve_path(config)
+    if config is None and not path.exists():
+        return ForPeople()
+    try:
+        return people_view_of(load(path).config)
+    except (ConfigError, OSError) as exc:
+        if config is not None:
+            raise
+        why = f"{len(exc.problems)} error(s), see `sieve validate`" if isinstance(exc, ConfigError) else str(exc)
+        print(f"warning: {path} is not usable ({why}); secrets are masked with the built-in patterns only, "
+              "not its ai.redact extra_patterns", file=sys.stderr)
+        return ForPeople()
