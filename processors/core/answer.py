@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from processors.core.faq import detect_lang
 from processors.core.prompts import BEGIN, END, neutralise, quote
 from processors.core.replies import InvalidAnswer, strip_fence
+from processors.core.screen import screen
 from processors.core.types import Candidate
 from processors.ports import Analyser, Retriever
 
@@ -184,6 +185,11 @@ def answer(
     if analyser is None:
         return Answer("no_model", fallback_text(refs, language), language, entries=refs, dropped=dropped_t,
                       reason="no analyser configured")
+    screened = screen(question)
+    if screened.flagged:  # the question talks to the model, not about the knowledge base: no model call
+        return Answer("fallback", fallback_text(refs, language), language, entries=refs, dropped=dropped_t,
+                      reason=f"the question carries text addressed to an AI model ({', '.join(screened.reasons)}); "
+                             "listed the entries without a model")
     system, user = build_prompt(question, kept, language)
     sha = hashlib.sha256(f"{system}\n\x00\n{user}".encode()).hexdigest()
     try:

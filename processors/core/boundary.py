@@ -133,6 +133,10 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
 
 
 _SAMPLE_LINE = re.compile(r"^\s*\[G\d{1,2}\.S\d{1,2}\]")
+#: a cause that describes the input instead of the incident ("the digest shows that the rule ... has not been applied")
+_META = re.compile(r"\b(?:the\s+)?(?:digest|prompt|user message|system message|quoted data|data block|line ids?)\b"
+                   r"|sieve-data|\brule\s+'?[\w-]+'?\s+(?:has|was|is)\s+(?:not\s+)?(?:been\s+)?appl"
+                   r"|ダイジェスト|プロンプト", re.IGNORECASE)
 #: a cause sharing a run of this many words with a sample line, and not with the computed facts, repeats free text
 SHINGLE = 4
 
@@ -152,6 +156,10 @@ def grounding_problem(likely_cause: str, cited: Sequence[str], digest: Digest) -
     if not any(".S" not in c for c in cited):
         return ("evidence cites only sample lines; cite the group line ([G1] ...) whose computed facts "
                 "(keys, counts, share, trend) the cause rests on")
+    meta = _META.search(likely_cause)
+    if meta:
+        return (f"likely_cause talks about the digest or the prompt ({meta.group(0)!r}), not about the incident; "
+                "name what fails, for whom, since when, using the computed facts")
     lines = digest.text.splitlines()
     sample_runs = set().union(*(_shingles(line) for line in lines if _SAMPLE_LINE.match(line)))
     fact_runs = set().union(*(_shingles(line) for line in lines if not _SAMPLE_LINE.match(line)))

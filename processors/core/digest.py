@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from processors.core.redact import Redactor
+from processors.core.screen import MARKER_RE, screen
 from processors.core.types import SelectedGroup, TopNReport, Window
 from processors.errors import ConfigError
 
@@ -92,7 +93,7 @@ class Digest:
 
 # --- templating ----------------------------------------------------------------------------------
 
-_PROTECTED = re.compile(r"ip-[0-9a-f]{6}|\[REDACTED:[a-z0-9-]+\]|<[A-Z]+>")
+_PROTECTED = re.compile(r"ip-[0-9a-f]{6}|\[REDACTED:[a-z0-9-]+\]|<[A-Z]+>|" + MARKER_RE.pattern)
 _MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), "<UUID>"),
     (re.compile(r"\[\d{2}/[A-Za-z]{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]"), "[<TS>]"),
@@ -227,8 +228,9 @@ def build_digest(
     groups: list[DigestGroup] = []
     for i, sg in enumerate(selected, start=1):
         gid = f"G{i}"
-        keys = tuple(
-            (_cut(redactor.redact(k).text, 40), _cut(redactor.redact(v).text, config.max_key_chars)) for k, v in sg.keys.items()
+        keys = tuple(  # key values are log text too: screened before anything else
+            (_cut(redactor.redact(k).text, 40), _cut(redactor.redact(screen(v).text).text, config.max_key_chars))
+            for k, v in sg.keys.items()
         )
         reasons = tuple(_cut(redactor.redact(r).text, 120) for r in sg.reasons[: config.max_reasons])
         groups.append(

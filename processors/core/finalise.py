@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from processors.core.aggregate import WindowAggregate, merge
 from processors.core.boundary import BoundaryConfig, analyse_window
 from processors.core.records import outcome_to_dict, report_to_dict, selected_to_dict
-from processors.core.redact import Redactor
 from processors.core.samples import Samples
+from processors.core.screen import screen_group
+from processors.core.surfaces import ForPeople
 from processors.core.select import SelectionConfig, SelectionHistory, remember, select_groups
 from processors.core.slack_blocks import render
 from processors.core.types import Contributor, Window, WindowReport
@@ -52,20 +53,21 @@ class FinaliseConfig:
 
 
 def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
-    """Computed keys come from log text (paths with tokens in them, say): apply the secret patterns
-    before they reach Slack. Client addresses stay as they are: which client did it is a computed
-    fact the on-call engineer needs, and Slack is inside the trust boundary; the model is not."""
-    patterns = tuple(p for p in boundary.patterns if p.name not in ("ipv4", "ipv6"))
-    red = Redactor(b"slack-view-no-pseudonyms-needed", patterns)
-
-    def clean(v: str) -> str:
-        return red.redact(str(v)).text
-
+    """What people read passes the secret patterns first (core/surfaces.py, the same function the terminal
+    uses): computed keys come from log text (paths with tokens in them), and the model's text may quote
+    it. Client addresses stay as they are: which client did it is a computed fact the on-call engineer
+    needs, and Slack is inside the trust boundary; the model is not. Sample lines are never shown."""
+    view = ForPeople(boundary.patterns)
     topn = dataclasses.replace(wr.topn, contributors=tuple(
-        Contributor(tuple(clean(k) for k in c.keys), c.value) for c in wr.topn.contributors))
-    selected = tuple(dataclasses.replace(g, keys={k: clean(v) for k, v in g.keys.items()}, samples=())
+        Contributor(tuple(view(k) for k in c.keys), c.value) for c in wr.topn.contributors))
+    selected = tuple(dataclasses.replace(g, keys={k: view(v) for k, v in g.keys.items()}, samples=())
                      for g in wr.selected)
-    return dataclasses.replace(wr, topn=topn, selected=selected)
+    o = wr.outcome
+    analysis = o.analysis and dataclasses.replace(
+        o.analysis, likely_cause=view(o.analysis.likely_cause), evidence=tuple(view(e) for e in o.analysis.evidence),
+        next_checks=tuple(view(c) for c in o.analysis.next_checks))
+    outcome = dataclasses.replace(o, analysis=analysis, reason=view(o.reason))
+    return dataclasses.replace(wr, topn=topn, selected=selected, outcome=outcome)
 
 
 class Finaliser:
@@ -121,13 +123,13 @@ class Finaliser:
         last = store.last_selected(rule)
         selection = select_groups(report, cfg.selection, SelectionHistory(previous, last),
                                   samples={k: samples.lines(k) for k in samples.by_key})
-        outcome = analyse_window(report, selection.selected, cfg.boundary, self.analyser, self.budget, self.audit,
-                                 self.clock)
+        selected = tuple(screen_group(g) for g in selection.selected)  # log text addressed to a model stops here
+        outcome = analyse_window(report, selected, cfg.boundary, self.analyser, self.budget, self.audit, self.clock)
 
         delivery = "skipped: nothing selected"
         payload = None
         if selection.selected:
-            wr = slack_safe(WindowReport(rule=rule, window=w, topn=report, selected=selection.selected, outcome=outcome),
+            wr = slack_safe(WindowReport(rule=rule, window=w, topn=report, selected=selected, outcome=outcome),
                             cfg.boundary)
             payload = render(wr, max_rows=cfg.top_n)
             try:
@@ -144,7 +146,7 @@ class Finaliser:
             store.mark_selected(rule, {k: v for k, v in updated.items() if k in chosen})
         document = {
             "topn": report_to_dict(report),
-            "selected": [selected_to_dict(g) for g in selection.selected],
+            "selected": [selected_to_dict(g) for g in selected],
             "not_selected": [{"keys": n.keys, "value": n.value, "reasons": list(n.reasons)}
                              for n in selection.not_selected[:50]],
             "outcome": outcome_to_dict(outcome),

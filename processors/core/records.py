@@ -41,8 +41,13 @@ def report_from_dict(d: dict) -> TopNReport:
 
 
 def selected_to_dict(g: SelectedGroup) -> dict:
-    return {"keys": dict(g.keys), "value": _n(g.value), "share": g.share, "reasons": list(g.reasons),
-            "trend": [_n(t) for t in g.trend]}
+    out = {"keys": dict(g.keys), "value": _n(g.value), "share": g.share, "reasons": list(g.reasons),
+           "trend": [_n(t) for t in g.trend]}
+    if g.withheld_lines:
+        out["withheld_lines"] = g.withheld_lines
+        out["screened_lines"] = g.screened_lines
+        out["withheld_reasons"] = list(g.withheld_reasons)
+    return out
 
 
 def outcome_to_dict(o: AnalysisOutcome) -> dict:

@@ -68,6 +68,8 @@ from urllib.parse import unquote, unquote_plus
 
 import orjson
 
+from processors.core.types import SelectedGroup
+
 __all__ = [
     "MARKER_RE",
     "MAX_SCAN_CHARS",
@@ -1040,3 +1042,14 @@ def _analyse(text: str, depth: int) -> set[str]:
                 found |= sub
                 found.add("encoded_instruction")
     return found
+
+
+def screen_group(group: SelectedGroup) -> SelectedGroup:
+    """A selected group whose sample lines are screened: withheld parts replaced by markers before
+    anything downstream (digest, prompt, audit) sees them, and the count kept as a computed fact."""
+    import dataclasses
+
+    screened = screen_lines(group.samples)
+    return dataclasses.replace(group, samples=screened.lines, screened_lines=screened.stats.lines,
+                               withheld_lines=screened.stats.flagged_lines,
+                               withheld_reasons=tuple(screened.stats.reasons))

@@ -166,6 +166,10 @@ def _selected_text(report: WindowReport) -> str:
         if g.trend:
             line += " · trend " + " → ".join(fmt_number(v) for v in g.trend[-6:]) + f" → *{fmt_number(g.value)}*"
         lines.append(line)
+        if g.withheld_lines:
+            lines.append(f"  :rotating_light: *{g.withheld_lines} of {g.screened_lines} sample lines of this group carry "
+                         f"text addressed to an AI model* ({escape(', '.join(g.withheld_reasons))}); withheld from "
+                         "the model. Someone is trying to steer automated analysis through your logs.")
     return _fit_lines(lines, _BUDGET["computed-selected"])
 
 

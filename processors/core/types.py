@@ -63,8 +63,12 @@ class SelectedGroup:
     value: float
     share: float  # of total_events in the window, 0..1
     reasons: tuple[str, ...]
-    samples: tuple[str, ...] = ()  # raw sample lines, chosen by a stable rule (unredacted!)
+    samples: tuple[str, ...] = ()  # sample lines, chosen by a stable rule (unredacted! screened once finalise ran)
     trend: tuple[float, ...] = ()  # values of the same key in the previous windows, oldest first
+    #: a computed security fact: sample lines whose text addresses an AI model (withheld from the model)
+    screened_lines: int = 0
+    withheld_lines: int = 0
+    withheld_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,4 +22,7 @@ def handler(event: dict, context: Any) -> dict:
     if context is not None:
         fin.notifier.bind_invocation(context)
     flush = bool(((event or {}).get("sieve") or {}).get("flush"))
-    return fin.run(flush=flush, time_left_ms=context.get_remaining_time_in_millis if context is not None else None)
+    result = fin.run(flush=flush, time_left_ms=context.get_remaining_time_in_millis if context is not None else None)
+    # the invocation's response can reach a destination or a log: what was done, never the keys themselves
+    summary = ("rule", "window", "status", "selected", "delivery", "late_events")
+    return {**result, "finalised": [{k: w[k] for k in summary if k in w} for w in result["finalised"]]}

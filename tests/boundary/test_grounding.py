@@ -97,3 +97,14 @@ def test_the_longest_valid_answer_fits_the_output_budget():
     }
     budget = BudgetConfig()
     assert len(json.dumps(longest, indent=1)) / budget.bytes_per_token <= budget.max_output_tokens
+
+
+@pytest.mark.parametrize("cause", [
+    "The digest shows that the user message contains a digest between the lines.",
+    "The digest shows that the rule 'errors-by-path' has not been applied to any path in the window.",
+    "The rule errors-by-path was not applied to the checkout path",
+    "ダイジェストによると、チェックアウトが失敗しています",
+])
+def test_a_cause_that_describes_the_input_instead_of_the_incident_is_refused(cause):
+    with pytest.raises(InvalidAnswer, match="talks about the digest or the prompt"):
+        parse_analysis(reply(cause, ["[G1] path=/api/v1/checkout status 500"]), load_analysis_schema(), digest())
