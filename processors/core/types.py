@@ -54,6 +54,31 @@ class TopNReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ContrastFact:
+    """One attribute value whose share inside a group differs from the rest of the window's traffic
+    (the idea of Honeycomb BubbleUp / CloudWatch Logs Insights `diff`). Computed, never inferred."""
+
+    field: str  # a dimension: method, status, user_agent, referer, client_network, path_template, ...
+    value: str
+    group_share: float  # of the group's events, 0..1
+    baseline_share: float  # of the window's other events, 0..1
+    group_count: int = 0
+    baseline_count: int = 0
+    error: float = 0.0  # upper bound on the share error when a counter overflowed its exact capacity (0: exact)
+
+
+@dataclass(frozen=True, slots=True)
+class Onset:
+    """When a group's rate rose: the sub-window (bucket) where it began, and its rate per bucket."""
+
+    at: int  # epoch seconds: start of the first bucket of the rise
+    bucket_seconds: int
+    counts: tuple[int, ...]  # the group's events per bucket over the window, oldest first
+    before_rate: float  # events per bucket before the onset
+    after_rate: float  # events per bucket from the onset on
+
+
+@dataclass(frozen=True, slots=True)
 class SelectedGroup:
     """A contributor that needs attention, and why (deterministic reasons only)."""
 
@@ -69,6 +94,10 @@ class SelectedGroup:
     screened_lines: int = 0
     withheld_lines: int = 0
     withheld_reasons: tuple[str, ...] = ()
+    #: what distinguishes the group and when it began (computed; empty when the rule collects no dimensions)
+    contrast: tuple[ContrastFact, ...] = ()
+    onset: Onset | None = None
+    change: str = ""  # against earlier windows: "new pattern" | "known pattern" | "count change x4.0" ...
 
 
 @dataclass(frozen=True, slots=True)
