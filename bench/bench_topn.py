@@ -5,10 +5,13 @@
 1. Generates LINES combined-format lines (seeded, with incidents) to a temporary file.
 2. Sieve: reads the file as Kinesis-sized records (200 lines each), decode_record -> parse_clf ->
    rules/errors-by-path.json -> per-window partials -> top-10 report, in this one process.
-3. DuckDB: the same top-10 per 60 s window (status > 499 by path, ties by path) with SQL over the
-   same file (regexp_extract + strptime + window function), on all cores it is given.
+3. DuckDB: the same top-10 per 60 s window (status > 499 by path without its query string, ties by
+   path) with SQL over the same file (regexp_extract + strptime + window function), on all cores
+   it is given.
 4. Checks both answers are identical, then measures one shard-window's serialised partial after
    1,000,000 distinct client IPs were offered at the default capacity.
+5. Sieve again with rules/errors-by-path-template.json (`path_template` is computed only for the
+   events that pass the status filter): its lines/s, for comparison with step 2.
 
 Writes bench/results/topn.json. Timing only: nothing here is a pass/fail test.
 """
@@ -42,7 +45,7 @@ WITH lines AS (
   SELECT line FROM read_csv(?, columns={'line': 'VARCHAR'}, delim=E'\x01', quote='', escape='',
                             header=false, auto_detect=false)
 ), parsed AS (
-  SELECT regexp_extract(line, '^(\S+) (\S+) (\S+) \[([^\]]*)\] "([A-Za-z]+) ([^" ]+)(?: ([^" ]+))?" ([1-5][0-9][0-9]) ([0-9]+|-)',
+  SELECT regexp_extract(line, '^(\S+) (\S+) (\S+) \[([^\]]*)\] "([A-Za-z]+) (/[^" ?]*)(?:\?[^" ]*)?(?: ([^" ]+))?" ([1-5][0-9][0-9]) ([0-9]+|-)',
                         ['client', 'ident', 'user', 'time', 'method', 'path', 'protocol', 'status', 'bytes']) AS p
   FROM lines
 ), ev AS (
@@ -79,8 +82,8 @@ def generate(path: Path, lines: int) -> float:
     return time.perf_counter() - t
 
 
-def run_sieve(path: Path) -> tuple[float, dict, dict]:
-    rule = load_rule_file(ROOT / "rules" / "errors-by-path.json")
+def run_sieve(path: Path, rule_file: str = "errors-by-path.json") -> tuple[float, dict, dict]:
+    rule = load_rule_file(ROOT / "rules" / rule_file)
     t = time.perf_counter()
     acc = Accumulator([rule], period=PERIOD, shard="bench")
     add = acc.add_line
@@ -159,10 +162,11 @@ def main() -> int:
         print(f"generated {args.lines} lines ({log.stat().st_size / 1e6:.0f} MB) in {gen_s:.1f}s", file=sys.stderr)
     rss_before = rss_mb()
     # best of N runs each, interleaved: the machine is shared, so single runs are noisy
-    sieve_runs, duck_runs, duck1_runs = [], [], []
+    sieve_runs, duck_runs, duck1_runs, tpl_runs = [], [], [], []
     for _ in range(args.repeat):
         sieve_s, sieve_answer, sieve_stats = run_sieve(log)
         sieve_runs.append(sieve_s)
+        tpl_runs.append(run_sieve(log, "errors-by-path-template.json")[0])
         if len(sieve_runs) == 1:
             rss_sieve = rss_mb()  # before DuckDB ever ran in this process
         duck_s, duck_answer, threads = run_duckdb(log)
@@ -172,7 +176,8 @@ def main() -> int:
         print(f"sieve {args.lines / sieve_s:,.0f} lines/s ({sieve_s:.2f}s) | duckdb {threads} threads "
               f"{args.lines / duck_s:,.0f} ({duck_s:.2f}s) | duckdb 1 thread {args.lines / duck1_s:,.0f} ({duck1_s:.2f}s)",
               file=sys.stderr)  # fmt: skip
-    sieve_s, duck_s, duck1_s = min(sieve_runs), min(duck_runs), min(duck1_runs)
+    sieve_s, duck_s, duck1_s, tpl_s = min(sieve_runs), min(duck_runs), min(duck1_runs), min(tpl_runs)
+    print(f"sieve errors-by-path-template {args.lines / tpl_s:,.0f} lines/s ({tpl_s:.2f}s)", file=sys.stderr)
     same = sieve_answer == duck_answer == duck1_answer
     state = state_at_one_million_ips()
     print(f"state at 1M distinct IPs: {state['state_bytes']:,} bytes", file=sys.stderr)
@@ -184,6 +189,8 @@ def main() -> int:
         "sieve": {"seconds": round(sieve_s, 3), "lines_per_second": round(args.lines / sieve_s), "threads": 1,
                   "records": sieve_stats["records"], "lines_per_record": RECORD_LINES, "rejected": sieve_stats["rejected"],
                   "peak_rss_mb": round(rss_sieve, 1), "rss_before_mb": round(rss_before, 1)},  # fmt: skip
+        "sieve_errors_by_path_template": {"seconds": round(tpl_s, 3), "lines_per_second": round(args.lines / tpl_s),
+                                          "threads": 1, "runs_seconds": [round(x, 3) for x in tpl_runs]},
         "duckdb": {"seconds": round(duck_s, 3), "lines_per_second": round(args.lines / duck_s), "threads": threads},
         "duckdb_1_thread": {"seconds": round(duck1_s, 3), "lines_per_second": round(args.lines / duck1_s), "threads": 1},
         "duckdb_over_sieve_speed": round(sieve_s / duck_s, 2),

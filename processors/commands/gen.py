@@ -26,8 +26,10 @@ def register(sub) -> None:
         "access-log",
         help="combined-format (or JSON, or ALB) access log + FILE.truth.json",
         description="Write realistic access-log traffic with labelled incidents, and the exact ground truth "
-        "(incident windows and counts, top-N per window for the rules in rules/, rules/json/ or rules/alb/) "
-        "to FILE.truth.json.",
+        "(incident windows and counts, top-N per window for the rules in rules/, rules/json/ or rules/alb/; "
+        "errors-by-path-template under extra_rules) to FILE.truth.json. About a fifth of the requests carry "
+        "query strings (search terms, paging, campaign tags, click ids, cache busters); the rules group by the "
+        "path without them, so an incident with several query strings is one group.",
     )
     a.add_argument("--seed", type=int, default=1, help="random seed; same seed, same file (default 1)")
     a.add_argument("--lines", type=int, default=10_000, help="total lines, incidents included (default 10000)")

@@ -3,14 +3,20 @@
 `AccessLogGenerator(GeneratorConfig(...))` yields log lines (`lines()`); once they are consumed,
 `truth()` returns what a correct engine must find: per incident its window(s), key values and
 exact counts, and for every default rule in `rules/` (`errors-by-path`, `404-by-client`,
-`bytes-by-client`) the exact top-N per window. The truth is tallied from the generator's own
+`bytes-by-client`) the exact top-N per window; `extra_rules` holds the same for
+`errors-by-path-template` (kept apart so that comparing `rules` with a pipeline that runs the
+default rules is unaffected). The truth is tallied from the generator's own
 choices (status, path, client, bytes of every line it writes), never by parsing its output, so it
 checks the decode/parse/rules/aggregate engine independently.
 
 Traffic: a Zipf-like client pool (IPv4 from documentation and private-looking ranges, ~6% IPv6),
-a mix of pages, static files and API paths with ids, GET-heavy methods, a status mix (200/304/
-301/302/404/5xx), sizes, referers, user agents (one with escaped quotes), evenly spread over
-`duration` seconds from `start`. Formats: nginx/Apache `combined` (Apache-style `-` bytes on 304),
+a mix of pages, static files and API paths with ids (numbers, UUIDs), realistic query strings on
+~20% of requests (search terms and paging, campaign tags, high-cardinality click ids, cache
+busters, asset versions), GET-heavy methods, a status mix (200/304/301/302/404/5xx), sizes,
+referers, user agents (one with escaped quotes), evenly spread over `duration` seconds from
+`start`. The truth keys `errors-by-path` on the path without its query string and
+`errors-by-path-template` on the template the generator chose (its id segments as `{id}`). JSON
+lines log the target with its query in `path`, as many loggers do. Formats: nginx/Apache `combined` (Apache-style `-` bytes on 304),
 `json` (one object per line: time ISO 8601 ms, client, method, path, protocol, status, bytes,
 referer, user_agent, latency_ms, upstream), or `alb`: the same events as AWS Application Load
 Balancer access-log entries (every documented field through `conn_trace_id`; times in UTC with
@@ -26,9 +32,10 @@ The truth covers the rules of the chosen format: `rules/*.json` (combined), `rul
 
 Incident kinds (`KIND` or `KIND:at=SECONDS,count=N,duration=SECONDS`, `at` counted from start):
 
-* `burst500`      - 500s on one API path from many clients (in `alb`: all from one bad target)
+* `burst500`      - 500s on one API path from many clients, with 5 different query strings (one
+                    group for `errors-by-path`; in `alb`: all from one bad target)
 * `scan404`       - one client probing many missing paths (404s)
-* `slow_upstream` - 504s with very high latency on one upstream-backed path
+* `slow_upstream` - 504s with very high latency on one upstream-backed path (each with its own query)
 * `bytes_hog`     - one client downloading very large files (drives the bytes Sum rule)
 
 Everything is a function of the config: same seed, same bytes.
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -91,13 +99,22 @@ class GeneratorConfig:
     clients: int = 3000
 
 
+# Path templates: `{id}` is a whole id segment (a number; `{uuid}` a UUID), which the rules'
+# `path_template` masks; `{n}`, `{h}` and `{slug}` are parts of names it keeps. Query strings are
+# chosen apart (`_query`).
 _PAGES = ["/", "/index.html", "/about", "/pricing", "/blog", "/blog/{slug}", "/docs/{slug}", "/login", "/signup",
-          "/search?q={word}", "/account", "/cart"]  # fmt: skip
+          "/search", "/account", "/cart"]  # fmt: skip
 _STATIC = ["/static/app.{h}.js", "/static/style.{h}.css", "/img/logo.png", "/img/hero-{n}.jpg", "/favicon.ico",
            "/fonts/inter.woff2"]  # fmt: skip
-_API = ["/api/v1/products", "/api/v1/products/{n}", "/api/v1/cart", "/api/v1/orders/{n}", "/api/v1/users/me",
-        "/api/v1/inventory", "/api/v1/checkout", "/api/v1/search?q={word}", "/healthz"]  # fmt: skip
+_API = ["/api/v1/products", "/api/v1/products/{id}", "/api/v1/cart", "/api/v1/orders/{id}",
+        "/api/v1/orders/{id}/items/{uuid}", "/api/v1/users/me", "/api/v1/inventory", "/api/v1/checkout",
+        "/api/v1/search", "/healthz"]  # fmt: skip
 _WORDS = ["shoes", "red+dress", "laptop", "caf%C3%A9", "gift", "usb-c", "tent", "coffee", "desk", "lamp"]
+_CAMPAIGNS = ["utm_source=newsletter&utm_medium=email&utm_campaign=spring-sale", "utm_source=google&utm_medium=cpc",
+              "ref=home", "ref=producthunt", "utm_source=twitter&utm_medium=social"]  # fmt: skip
+#: The query strings of a burst500 incident: one failing endpoint, several query strings (one group).
+_CHECKOUT_QUERIES = ("step=shipping", "step=payment", "step=review", "step=confirm", "step=payment&retry=1")
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _SLUGS = ["getting-started", "release-notes", "pricing-faq", "scaling", "security", "api", "sdk", "billing"]
 _SCAN = ["/wp-login.php", "/.env", "/.git/config", "/admin/", "/phpmyadmin/", "/cgi-bin/test.cgi", "/backup.zip",
          "/config.php", "/server-status", "/xmlrpc.php", "/.aws/credentials", "/actuator/env"]  # fmt: skip
@@ -116,6 +133,9 @@ _REFERERS = ["-", "-", "-", "https://www.example.com/", "https://www.example.com
              "https://news.example.org/item?id=42"]  # fmt: skip
 
 RULE_NAMES = ("errors-by-path", "404-by-client", "bytes-by-client")
+#: Rules shipped beside the defaults whose truth is under "extra_rules" (every format has one in
+#: its rules folder): 5xx by `path_template`.
+EXTRA_RULE_NAMES = ("errors-by-path-template",)
 #: The rules in rules/alb/ the truth covers when format == "alb".
 ALB_RULE_NAMES = ("5xx-by-target", "slow-by-path", "404-by-client", "bytes-by-client")
 _INCIDENT_RULE = {"burst500": "errors-by-path", "scan404": "404-by-client", "slow_upstream": "errors-by-path",
@@ -233,7 +253,8 @@ class AccessLogGenerator:
                 yield self._format_alb(ev)
         self._done = True
 
-    def _pick_path(self) -> tuple[str, str]:
+    def _pick_path(self) -> tuple[str, str, str]:
+        """(path, its template as the rules' `path_template` writes it, kind), from the choices made."""
         rng = self.rng
         r = rng.random()
         if r < 0.35:
@@ -242,14 +263,44 @@ class AccessLogGenerator:
             tpl, kind = rng.choice(_STATIC), "static"
         else:
             tpl, kind = rng.choice(_API), "api"
-        path = (tpl.replace("{n}", str(rng.randrange(1, 120))).replace("{h}", rng.choice(("3f9a1c", "b71e02")))
-                .replace("{word}", rng.choice(_WORDS)).replace("{slug}", rng.choice(_SLUGS)))  # fmt: skip
-        return path, kind
+        if "{" not in tpl:
+            return tpl, tpl, kind
+        name = (tpl.replace("{n}", str(rng.randrange(1, 120))).replace("{h}", rng.choice(("3f9a1c", "b71e02")))
+                .replace("{slug}", rng.choice(_SLUGS)))  # fmt: skip
+        path = name
+        if "{id}" in path:
+            path = path.replace("{id}", str(rng.randrange(1, 120) if "/products/" in tpl else rng.randrange(1000, 99_999)))
+        if "{uuid}" in path:
+            path = path.replace("{uuid}", str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+        return path, name.replace("{uuid}", "{id}"), kind
+
+    def _query(self, path: str, kind: str) -> str:
+        """A realistic query string for a request to `path` ('' for none): search terms, paging,
+        campaign tags, click ids (high cardinality), cache busters."""
+        rng = self.rng
+        r = rng.random()
+        if path in ("/search", "/api/v1/search"):
+            q = f"q={rng.choice(_WORDS)}"
+            return q + f"&page={rng.randrange(2, 6)}" if r < 0.3 else q
+        if kind == "static":
+            return f"v={rng.choice(('3f9a1c', 'b71e02'))}" if r < 0.2 else ""
+        if kind == "page":
+            if r < 0.08:
+                return rng.choice(_CAMPAIGNS)
+            if r < 0.12:
+                return "fbclid=IwAR" + "".join(rng.choices(_B64, k=22))
+            return ""
+        if path == "/api/v1/products":
+            return rng.choice(("page=2&limit=20", "page=3&limit=20", "sort=price", "category=shoes&sort=new")) if r < 0.5 else ""
+        if r < 0.05:
+            return f"_={int(self._start * 1000) + rng.randrange(0, 10**8)}"
+        return ""
 
     def _background_event(self, ts: float) -> dict:
         rng = self.rng
         client = rng.choices(self._clients, cum_weights=self._client_cw)[0]
-        path, kind = self._pick_path()
+        path, template, kind = self._pick_path()
+        query = self._query(path, kind)
         method = "GET"
         if kind == "api":
             method = rng.choices(("GET", "POST", "PUT", "DELETE"), (75, 17, 5, 3))[0]
@@ -277,7 +328,8 @@ class AccessLogGenerator:
         else:
             size = int(rng.lognormvariate(8.0, 0.8))
         latency = round(rng.lognormvariate(3.0, 0.6), 1) if kind == "api" else round(rng.lognormvariate(1.0, 0.5), 1)
-        return {"ts": ts, "client": client, "method": method, "path": path, "status": status, "bytes": size,
+        return {"ts": ts, "client": client, "method": method, "path": path, "query": query, "template": template,
+                "status": status, "bytes": size,
                 "referer": rng.choice(_REFERERS), "ua": rng.choice(_UAS), "latency": latency,
                 "upstream": "app-svc:8080" if kind == "api" else "-"}  # fmt: skip
 
@@ -285,18 +337,21 @@ class AccessLogGenerator:
         rng = self.rng
         kind = plan["kind"]
         ev = self._background_event(ts)  # realistic surroundings (client, UA, referer)
-        if kind == "burst500":
-            ev.update(method="POST", path=plan["key"]["path"], status=500, bytes=rng.randrange(80, 200),
-                      latency=round(rng.uniform(5, 50), 1), upstream="app-svc:8080")  # fmt: skip
+        if kind == "burst500":  # one endpoint failing, whatever the query string: one group
+            ev.update(method="POST", path=plan["key"]["path"], query=rng.choice(_CHECKOUT_QUERIES), status=500,
+                      bytes=rng.randrange(80, 200), latency=round(rng.uniform(5, 50), 1), upstream="app-svc:8080")  # fmt: skip
         elif kind == "scan404":
-            ev.update(client=plan["key"]["client"], method="GET", path=rng.choice(_SCAN) + ("" if rng.random() < 0.5 else f"?v={rng.randrange(1, 99)}"),
+            ev.update(client=plan["key"]["client"], method="GET", path=rng.choice(_SCAN),
+                      query="" if rng.random() < 0.5 else f"v={rng.randrange(1, 99)}",
                       status=404, bytes=rng.randrange(150, 600), ua="Mozilla/5.0 zgrab/0.x", referer="-", upstream="-")  # fmt: skip
         elif kind == "slow_upstream":
-            ev.update(method="GET", path=plan["key"]["path"], status=504, bytes=rng.randrange(160, 200),
-                      latency=round(rng.uniform(30000, 60000), 1), upstream=plan["key"]["upstream"])  # fmt: skip
+            ev.update(method="GET", path=plan["key"]["path"], query=f"sku={rng.randrange(10_000, 99_999)}&warehouse=eu-1",
+                      status=504, bytes=rng.randrange(160, 200), latency=round(rng.uniform(30000, 60000), 1),
+                      upstream=plan["key"]["upstream"])  # fmt: skip
         else:
             ev.update(client=plan["key"]["client"], method="GET", path=f"/downloads/dataset-{rng.randrange(1, 9)}.tar.gz",
-                      status=200, bytes=rng.randrange(50_000_000, 500_000_000), ua="curl/8.5.0", upstream="-")  # fmt: skip
+                      query="", status=200, bytes=rng.randrange(50_000_000, 500_000_000), ua="curl/8.5.0", upstream="-")  # fmt: skip
+        ev["template"] = ev["path"]  # no incident path has an id segment
         return ev
 
     # -- formatting --------------------------------------------------------------------------
@@ -304,7 +359,7 @@ class AccessLogGenerator:
     def _format_combined(self, ev: dict) -> str:
         ua = ev["ua"].replace("\\", "\\\\").replace('"', '\\"')
         size = "-" if ev["bytes"] is None else str(ev["bytes"])
-        return (f'{ev["client"]} - - [{self._clf_time(int(ev["ts"]))}] "{ev["method"]} {ev["path"]} HTTP/1.1" '
+        return (f'{ev["client"]} - - [{self._clf_time(int(ev["ts"]))}] "{ev["method"]} {_uri(ev)} HTTP/1.1" '
                 f'{ev["status"]} {size} "{ev["referer"]}" "{ua}"')  # fmt: skip
 
     def _clf_time(self, ts: int) -> str:
@@ -327,7 +382,7 @@ class AccessLogGenerator:
 
         ms = int(round(ev["ts"] * 1000))
         iso = datetime.fromtimestamp(ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
-        obj = {"time": iso, "client": ev["client"], "method": ev["method"], "path": ev["path"], "protocol": "HTTP/1.1",
+        obj = {"time": iso, "client": ev["client"], "method": ev["method"], "path": _uri(ev), "protocol": "HTTP/1.1",
                "status": ev["status"], "bytes": ev["bytes"] if ev["bytes"] is not None else 0, "referer": ev["referer"],
                "user_agent": ev["ua"], "latency_ms": ev["latency"], "upstream": ev["upstream"]}  # fmt: skip
         return orjson.dumps(obj).decode()
@@ -346,7 +401,7 @@ class AccessLogGenerator:
             ev["tpt"] = f"{ev['latency'] / 1000:.3f}"
         ev["alb_type"] = "h2" if rng.random() < 0.4 else "https"
         ev["client_port"] = rng.randrange(1024, 65536)
-        ev["received"] = rng.randrange(120, 900) + (len(ev["path"]) if ev["method"] in ("GET", "DELETE") else 400)
+        ev["received"] = rng.randrange(120, 900) + (len(_uri(ev)) if ev["method"] in ("GET", "DELETE") else 400)
         ev["trace"] = f"Root=1-{int(ev['ts']):08x}-{rng.getrandbits(96):024x}"
         ev["conn"] = f"TID_{rng.getrandbits(64):016x}"
         ev["priority"] = 10 if ev["upstream"] != "-" else 0
@@ -366,7 +421,7 @@ class AccessLogGenerator:
         sent = ev["bytes"] if ev["bytes"] is not None else 0
         tg = _ALB_TG.format("app" if ev["upstream"] != "-" else "web")
         return (f'{ev["alb_type"]} {_iso_us(us)} {_ALB_ELB} {client} {target or "-"} {times} {ev["status"]} {tstatus} '
-                f'{ev["received"]} {sent} "{ev["method"]} https://www.example.com:443{ev["path"]} '
+                f'{ev["received"]} {sent} "{ev["method"]} https://www.example.com:443{_uri(ev)} '
                 f'{"HTTP/2.0" if h2 else "HTTP/1.1"}" "{ua}" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {tg} "{ev["trace"]}" '
                 f'"www.example.com" "{_ALB_CERT}" {ev["priority"]} {_iso_us(us - latency_us)} "forward" "-" "-" '
                 f'"{target or "-"}" "{tstatus}" "-" "-" {ev["conn"]}')  # fmt: skip
@@ -393,7 +448,8 @@ class AccessLogGenerator:
             self._count_alb(w, t, ev)
             return
         if status >= 500:
-            _bump(t["errors-by-path"], (ev["path"],), 1)
+            _bump(t["errors-by-path"], (ev["path"],), 1)  # the path without its query string
+            _bump(t["errors-by-path-template"], (ev["template"],), 1)
         if status == 404:
             _bump(t["404-by-client"], (ev["client"],), 1)
         size = ev["bytes"]
@@ -407,9 +463,11 @@ class AccessLogGenerator:
         status, sums = ev["status"], self._rule_sum[w]
         if status >= 500 and ev["target"] is not None:
             _bump(t["5xx-by-target"], (ev["target"],), 1)
+        if status >= 500:
+            _bump(t["errors-by-path-template"], (ev["template"],), 1)
         if ev["tpt"] is not None:
             value = float(ev["tpt"])  # what the entry says, to the bit
-            _bump(t["slow-by-path"], (ev["path"].partition("?")[0],), value)
+            _bump(t["slow-by-path"], (ev["path"],), value)
             sums["slow-by-path"] += value  # the engine adds in line order too
         if status == 404:
             _bump(t["404-by-client"], (ev["client"],), 1)
@@ -421,20 +479,8 @@ class AccessLogGenerator:
             raise RuntimeError("consume lines() first")
         cfg = self.cfg
         names = ALB_RULE_NAMES if cfg.format == "alb" else RULE_NAMES
-        rules: dict[str, list] = {name: [] for name in names}
-        for w in sorted(self._events):
-            for name in names:
-                tally = self._tally[w].get(name, {})
-                ranked = sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))
-                rules[name].append({
-                    "window": [w, w + cfg.period],
-                    "top": [{"keys": list(k), "value": v[0]} for k, v in ranked[: cfg.top]],
-                    "unique_contributors": len(tally),
-                    "max_contributor_value": ranked[0][1][0] if ranked else 0,
-                    "sample_count": sum(v[1] for v in tally.values()),
-                    "sum": self._rule_sum[w][name] if name in self._rule_sum[w] else sum(v[0] for v in tally.values()),
-                    "total_events": self._events[w],
-                })  # fmt: skip
+        rules = {name: self._rule_truth(name) for name in names}
+        extra_rules = {name: self._rule_truth(name) for name in EXTRA_RULE_NAMES}
         incidents = []
         for p in self._plans:
             if cfg.format == "alb":
@@ -460,7 +506,29 @@ class AccessLogGenerator:
             "top": cfg.top,
             "incidents": incidents,
             "rules": rules,
+            "extra_rules": extra_rules,
         }
+
+    def _rule_truth(self, name: str) -> list[dict]:
+        cfg, out = self.cfg, []
+        for w in sorted(self._events):
+            tally = self._tally[w].get(name, {})
+            ranked = sorted(tally.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            out.append({
+                "window": [w, w + cfg.period],
+                "top": [{"keys": list(k), "value": v[0]} for k, v in ranked[: cfg.top]],
+                "unique_contributors": len(tally),
+                "max_contributor_value": ranked[0][1][0] if ranked else 0,
+                "sample_count": sum(v[1] for v in tally.values()),
+                "sum": self._rule_sum[w][name] if name in self._rule_sum[w] else sum(v[0] for v in tally.values()),
+                "total_events": self._events[w],
+            })  # fmt: skip
+        return out
+
+
+def _uri(ev: dict) -> str:
+    """The request target as written: the path and, when there is one, `?` and the query string."""
+    return ev["path"] + "?" + ev["query"] if ev["query"] else ev["path"]
 
 
 def _iso_us(us: int) -> str:

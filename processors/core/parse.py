@@ -7,7 +7,10 @@ Three formats:
   `ClfRecord` is a tuple of strings laid out as `CLF_INDEX` says (the hot path reads it by index),
   with `.get(name)` and `.as_dict()` for everyone else. Its fields::
 
-      client ident user time request status bytes referer user_agent extra method path protocol
+      client ident user time request method path query protocol status bytes referer user_agent extra
+
+  plus `request_uri` and `path_template`, derived from `path` and `query` when read (`.get`,
+  `.as_dict`, rules: `CLF_DERIVED`); see below.
 
   **Positions.** Contributor Insights addresses CLF fields by position starting at 1 but does not
   document how it splits a line. We follow CloudWatch Logs' documented rule for space-delimited
@@ -21,8 +24,23 @@ Three formats:
   the tokens after `bytes` are positions 8, 9, ...
 
   `CLF_POSITIONS` holds this table; `rules.py` translates a rule's `Fields` positions through it.
-  `method`, `path` and `protocol` (the request line split in three) are Sieve extensions: they
-  have no position, but rules may name them directly (`"Keys": ["path"]`).
+  `method`, `request_uri`, `path`, `query`, `protocol` and `path_template` are Sieve extensions:
+  they have no position, but rules may name them directly (`"Keys": ["path"]`).
+
+  **The request target** (the same three fields in every format, see `split_target`):
+
+  - `request_uri`: the target with its query string, as logged (no decoding). An absolute-form
+    target (`http://host:80/a?b`, proxies) loses its scheme and host; an empty path is `/`.
+  - `path`: `request_uri` up to (not including) the first `?`: never contains `?`, and
+    `request_uri == path + ("?" + query if there is one)`. Key on this, not on the request line:
+    every distinct query string would be a contributor of its own, and carries its secrets.
+  - `path_template`: `path` with id-like segments replaced by `{id}` (see `path_template()`): decimal
+    numbers, UUIDs, hex of 8+ characters with a digit, base64-ish tokens, e-mail addresses.
+  - CLF only: `query`, the text after the first `?` (absent when there is no `?`).
+
+  A CLF record stores `path` and `query` (the fast pattern splits them); `request_uri` and
+  `path_template` are computed only when something reads them, so rules that do not use them
+  cost nothing.
 
   Missing values stay as CLF writes them (`-`): the rule engine treats `-` as a present,
   non-numeric string, so numeric filters and `Sum` skip it. Quoted fields are unescaped
@@ -32,12 +50,16 @@ Three formats:
   object itself (rules address it with JSON paths). `JsonFields` says which fields hold the time,
   status, path, ... so they can be validated; the time may be epoch seconds, epoch milliseconds,
   ISO 8601 or a CLF timestamp. A line without a time field gets `None` (the caller falls back to
-  the transport's timestamp).
+  the transport's timestamp). When the configured `path` field holds a string (a path, a path
+  with a query, or a whole URL), the object gets the top-level `path` (no query) and
+  `request_uri` derived from it, as for CLF; `$.path_template` is derived from `$.path` when a
+  rule reads it.
 
 * **AWS Application Load Balancer access logs**: `parse_alb(line)` returns `(epoch_seconds,
   dict)`: a flat dict with AWS's field names (`ALB_RECORD_KEYS`; see `parse_alb`). JSON-format
   rules read ALB entries too: `parse_json_or_alb` sends a line starting with an ALB type (`https `,
-  `h2 `, ...) to `parse_alb` and anything else to `parse_json` (an ALB entry is never JSON).
+  `h2 `, ...) to `parse_alb` and anything else to `parse_json` (an ALB entry is never JSON). The
+  URL gives `path`, `request_uri` and (when read) `path_template` as for CLF.
 
 A line that cannot be used returns `Rejected(reason, detail)` with a reason from
 `REJECT_REASONS`. None of these functions raises on any string.
@@ -73,6 +95,10 @@ __all__ = [
     "parse_alb",
     "parse_alb_time",
     "parse_json_or_alb",
+    "split_target",
+    "CLF_DERIVED",
+    "path_template",
+    "ID_PLACEHOLDER",
 ]
 
 REJECT_REASONS = frozenset(
@@ -108,7 +134,8 @@ CLF_POSITIONS: dict[int, str] = {
     9: "user_agent",
 }
 #: Every field name a CLF record may have (positions 10+ live in `extra`).
-CLF_NAMED_FIELDS = frozenset(CLF_POSITIONS.values()) | {"method", "path", "protocol", "extra"}
+CLF_NAMED_FIELDS = frozenset(CLF_POSITIONS.values()) | {"method", "request_uri", "path", "query", "path_template",
+                                                          "protocol", "extra"}  # fmt: skip
 
 # A quoted field with backslash escapes, written as an unrolled loop (no per-char alternation).
 _Q = r'[^"\\]*(?:\\.[^"\\]*)*'
@@ -116,8 +143,10 @@ _CLF_TAIL = r"(?: +(\S.*?))?\s*\Z"
 # The fast pattern (lines without a backslash, well-formed request/status/bytes: almost all) also
 # splits the request line and validates status and bytes, so the hot path does no Python-level
 # checks. Anything it refuses goes through the escape-aware pattern and named checks.
+# The target must be origin-form (`/...`); its groups are path (up to the first `?`) and query
+# (after it; None without a `?`). Other targets (`*`, `host:443`, absolute URLs, `?x`) go the slow way.
 _CLF_FAST_RE = re.compile(
-    r'(\S+) (\S+) (\S+) \[([^\]]*)\] "(([A-Za-z]+) ([^" ]+)(?: ([^" ]+))?)" ([1-5][0-9][0-9]) ([0-9]+|-)'
+    r'(\S+) (\S+) (\S+) \[([^\]]*)\] "(([A-Za-z]+) (/[^" ?]*)(?:\?([^" ]*))?(?: ([^" ]+))?)" ([1-5][0-9][0-9]) ([0-9]+|-)'
     r'(?: "([^"]*)" "([^"]*)")?(?: +(\S(?:.*\S)?))?\Z',
     re.DOTALL,
 )
@@ -171,31 +200,113 @@ def _unescape(s: str | None) -> str | None:
     return s.replace('\\"', '"').replace("\\\\", "\\")
 
 
-#: ClfRecord tuple layout: field name -> index.
+# ------------------------------------------------------------------------------ request target
+
+#: What an id-like path segment becomes in `path_template`.
+ID_PLACEHOLDER = "{id}"
+
+_ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """A request target -> `(request_uri, path)`.
+
+    `request_uri` is the target as logged, except that an absolute-form target
+    (`https://host:443/a?b`) loses its scheme and authority, and an empty path becomes `/`
+    (`?x` -> `/?x`, `https://host` -> `/`). `path` is `request_uri` up to the first `?`, so
+    `request_uri == path + ("?" + query if "?" in request_uri else "")`. Nothing is decoded."""
+    if target[:1] != "/":
+        m = _ABSOLUTE_RE.match(target)
+        if m is not None:
+            target = target[m.end():]
+            if target[:1] != "/":  # `https://host`, `https://host?x`
+                target = "/" + target
+        elif target[:1] == "?":
+            target = "/" + target
+    q = target.find("?")
+    return target, (target if q < 0 else target[:q])
+
+
+# A whole path segment (between `/` and the next `/` or the end) that is id-like. Every kind
+# needs a digit, or `@` / `%40` for e-mail addresses, which `_MAYBE_ID` checks first.
+_ID_SEGMENT_RE = re.compile(
+    r"(?<=/)(?:"
+    r"[0-9]+"  # decimal id
+    r"|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"  # UUID
+    r"|(?=[A-Fa-f]*[0-9])[0-9A-Fa-f]{8,}"  # hex, 8+ characters, at least one digit
+    # base64-ish token: 16+ of [A-Za-z0-9_-] (+ `=` padding) with a digit and a letter, and either
+    # both cases or no `-`/`_` (so lowercase slugs like `release-notes-2024` are kept)
+    r"|(?=[^/]*[0-9])(?=[^/]*[A-Za-z])(?:(?=[^/]*[a-z])(?=[^/]*[A-Z])|(?![^/]*[-_]))[A-Za-z0-9_-]{16,}={0,2}"
+    r"|[^/@]+(?:@|%40)[^/@]+\.[A-Za-z]{2,}"  # e-mail address (also percent-encoded)
+    r")(?=/|\Z)"
+)
+_MAYBE_ID = re.compile(r"[0-9@]|%40").search
+_TEMPLATE_CACHE: dict[str, str] = {}
+_TEMPLATE_CACHE_MAX = 100_000
+
+
+def path_template(path: str) -> str:
+    """`/api/v1/orders/41/items/9f1c0c2e-...` -> `/api/v1/orders/{id}/items/{id}`: every whole path
+    segment that is a decimal number, a UUID, hex of 8+ characters with a digit, a base64-ish
+    token (16+ of `[A-Za-z0-9_-]` with `=` padding, with a digit and a letter, and either both
+    cases or no `-`/`_`) or an e-mail address (`@` or `%40`) becomes `{id}`. Other segments stay
+    as they are (`/img/hero-12.jpg`, `/v1`, `/blog/release-notes-2024`). A query string, if
+    given, is dropped first. Deterministic; cached per distinct path (bounded)."""
+    got = _TEMPLATE_CACHE.get(path)
+    if got is not None:
+        return got
+    q = path.find("?")
+    base = path if q < 0 else path[:q]
+    out = _ID_SEGMENT_RE.sub(ID_PLACEHOLDER, base) if _MAYBE_ID(base) is not None else base
+    if len(_TEMPLATE_CACHE) >= _TEMPLATE_CACHE_MAX:
+        _TEMPLATE_CACHE.clear()
+    _TEMPLATE_CACHE[path] = out
+    return out
+
+
+#: ClfRecord tuple layout: field name -> index (`CLF_DERIVED` fields are computed, not stored).
 CLF_INDEX: dict[str, int] = {
-    "client": 0, "ident": 1, "user": 2, "time": 3, "request": 4, "method": 5, "path": 6, "protocol": 7,
-    "status": 8, "bytes": 9, "referer": 10, "user_agent": 11, "extra": 12,
+    "client": 0, "ident": 1, "user": 2, "time": 3, "request": 4, "method": 5, "path": 6, "query": 7,
+    "protocol": 8, "status": 9, "bytes": 10, "referer": 11, "user_agent": 12, "extra": 13,
 }  # fmt: skip
 _CLF_NAMES = tuple(CLF_INDEX)
+
+
+def _clf_request_uri(rec, _p=CLF_INDEX["path"], _q=CLF_INDEX["query"]) -> str:
+    q = rec[_q]
+    return rec[_p] if q is None else rec[_p] + "?" + q
+
+
+def _clf_path_template(rec, _p=CLF_INDEX["path"]) -> str:
+    return path_template(rec[_p])
+
+
+#: CLF fields computed from the stored ones when read: name -> getter(record).
+CLF_DERIVED = {"request_uri": _clf_request_uri, "path_template": _clf_path_template}
 
 
 class ClfRecord(tuple):
     """A parsed CLF line: a plain tuple (index access is what the hot path uses, through
     `CLF_INDEX`) with read-only name access. Absent optional fields (referer and user agent in
-    common format, extra tokens, the protocol of an HTTP/0.9 request) are None."""
+    common format, extra tokens, the protocol of an HTTP/0.9 request) are None. `path_template`
+    is computed from `path` when asked for."""
 
     __slots__ = ()
 
     def get(self, name: str, default=None):
         i = CLF_INDEX.get(name)
         if i is None:
-            return default
+            derive = CLF_DERIVED.get(name)
+            return default if derive is None else derive(self)
         v = tuple.__getitem__(self, i)
         return default if v is None else v
 
     def as_dict(self) -> dict[str, str]:
-        """The record as a dict of the fields that are present."""
-        return {k: v for k, v in zip(_CLF_NAMES, self) if v is not None}
+        """The record as a dict of the fields that are present, derived ones included."""
+        out = {k: v for k, v in zip(_CLF_NAMES, self) if v is not None}
+        for name, derive in CLF_DERIVED.items():
+            out[name] = derive(self)
+        return out
 
 
 _new_record = tuple.__new__
@@ -243,9 +354,11 @@ def _parse_clf_slow(line: str) -> tuple[int, ClfRecord] | Rejected:
         parts.append(None)  # HTTP/0.9: no protocol
     if len(parts) != 3 or not parts[1] or not (parts[0].isalpha() and parts[0].isascii()):
         return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD PATH [PROTOCOL]'")
-    method, path, protocol = parts
-    return ts, _new_record(ClfRecord, (client, ident, user, time_, request, method, path, protocol, status, size,
-                                       referer, agent, extra))  # fmt: skip
+    method, target, protocol = parts
+    request_uri, path = split_target(target)
+    query = request_uri[len(path) + 1:] if len(request_uri) > len(path) else None
+    return ts, _new_record(ClfRecord, (client, ident, user, time_, request, method, path, query, protocol,
+                                       status, size, referer, agent, extra))  # fmt: skip
 
 
 def _diagnose_clf(line: str) -> Rejected:
@@ -333,7 +446,10 @@ def parse_json(line: str | bytes, fields: JsonFields = DEFAULT_JSON_FIELDS) -> t
 
     Validates the configured well-known fields when present: status must be an integer 100-599
     (number or digit string), bytes a non-negative integer, `-` or null, latency a non-negative
-    number. Other fields are left exactly as logged."""
+    number. When the configured path field holds a non-empty string, `split_target` of it gives
+    the top-level `path` (replacing the logged one when `path` is the configured field, else only
+    when the object has no `path`) and `request_uri` (unless logged). Other fields are left exactly
+    as logged."""
     if len(line) > MAX_LINE_CHARS:
         return Rejected("too_long", f"line has {len(line)} characters, limit {MAX_LINE_CHARS}")
     try:
@@ -363,7 +479,22 @@ def parse_json(line: str | bytes, fields: JsonFields = DEFAULT_JSON_FIELDS) -> t
         lat = _lookup(obj, fields.latency)
         if lat is not _MISSING and lat is not None and not _nonneg_number(lat):
             return Rejected("bad_latency", f"{fields.latency} {str(lat)[:20]!r} is not a non-negative number")
+    if fields.path:
+        target = _lookup(obj, fields.path)
+        if type(target) is str and target:
+            _derive_target(obj, fields.path, target)
     return ts, obj
+
+
+def _derive_target(obj: dict, field: str, target: str) -> None:
+    """Top-level `path` (no query string) and `request_uri` from the configured path field. `path`
+    replaces the logged value when `path` is that field (the query goes), else it is added when
+    the object has none; a logged `request_uri` is kept as it is."""
+    request_uri, path = split_target(target)
+    if field == "path" or "path" not in obj:
+        obj["path"] = path
+    if "request_uri" not in obj:
+        obj["request_uri"] = request_uri
 
 
 def _valid_status(v) -> bool:
@@ -426,7 +557,7 @@ _ALB_QUOTED = frozenset(i for i, (_, q) in enumerate(ALB_FIELDS) if q)
 ALB_RECORD_KEYS = ("type", "time", "elb", "client", "client_port", "target", "target_ip", "target_port",
                    "request_processing_time", "target_processing_time", "response_processing_time",
                    "elb_status_code", "target_status_code", "received_bytes", "sent_bytes", "request", "method",
-                   "url", "path", "protocol", "user_agent") + _ALB_PLAIN + ("matched_rule_priority", "extra")  # fmt: skip
+                   "url", "request_uri", "path", "protocol", "user_agent") + _ALB_PLAIN + ("matched_rule_priority", "extra")  # fmt: skip
 
 _ALB_LINE_RE = re.compile(r'(?:"' + _Q + r'"|[^\s"]\S*)(?: +(?:"' + _Q + r'"|[^\s"]\S*))*[ \t\r\n]*\Z', re.DOTALL)
 _ALB_TOKEN_RE = re.compile(r'"(' + _Q + r')"|([^\s"]\S*)', re.DOTALL)
@@ -489,8 +620,10 @@ def parse_alb(line: str) -> tuple[float | int, dict] | Rejected:
     The record is a flat dict with every key in `ALB_RECORD_KEYS`: the AWS field names (`:` in a
     name becomes `_`, e.g. `target_port_list`), plus `client` (IP without port; IPv6 brackets
     removed) and `client_port`, `target` (`ip:port` as logged) with `target_ip` / `target_port`,
-    and the request split into `method`, `url` (as logged, usually absolute), `path` (the URL's
-    path without query string) and `protocol`. Status codes, byte counts, `client_port`,
+    and the request split into `method`, `url` (as logged, usually absolute), `request_uri` (the
+    URL's path and query string, without scheme and host), `path` (the same without the query
+    string; see `split_target`) and `protocol`; `path_template` is derived from `path` when a rule
+    reads it. Status codes, byte counts, `client_port`,
     `target_port` and `matched_rule_priority` are ints; the three processing times are float
     seconds. `-` is None, as is a processing time of `-1` (not applicable: it must not count in a
     Sum). Fields an older entry lacks are None; fields AWS appended after `conn_trace_id` are kept
@@ -575,7 +708,10 @@ def parse_alb(line: str) -> tuple[float | int, dict] | Rejected:
         return Rejected("malformed_request_line", f"request {request[:60]!r} is not 'METHOD URL PROTOCOL'")
     method = None if method == "-" else method
     protocol = None if protocol == "-" else protocol
-    url = None if url == "-" else url
+    if url is None or url == "-":
+        url = request_uri = path = None
+    else:
+        request_uri, path = split_target(url)
     prio = vals[20]
     if prio == "-":
         priority = None
@@ -602,7 +738,8 @@ def parse_alb(line: str) -> tuple[float | int, dict] | Rejected:
         "request": None if request == "-" else request,
         "method": method,
         "url": url,
-        "path": _url_path(url),
+        "request_uri": request_uri,
+        "path": path,
         "protocol": protocol,
         "user_agent": None if vals[13] == "-" else vals[13],
         "matched_rule_priority": priority,
@@ -612,24 +749,6 @@ def parse_alb(line: str) -> tuple[float | int, dict] | Rejected:
         v = vals[i]
         rec[name] = None if v == "-" else v
     return ts, rec
-
-
-def _url_path(url: str | None) -> str | None:
-    """`https://example.com:443/a/b?q=1` -> `/a/b`; `/a?q` -> `/a`; an authority without a path -> `/`."""
-    if url is None:
-        return None
-    i = url.find("://")
-    if i > 0 and url[:i].isalpha():
-        slash = url.find("/", i + 3)
-        if slash < 0:
-            return "/"
-        rest = url[slash:]
-    else:
-        rest = url
-    q = rest.find("?")
-    if q >= 0:
-        rest = rest[:q]
-    return rest or "/"
 
 
 def parse_json_or_alb(line: str | bytes, fields: JsonFields = DEFAULT_JSON_FIELDS):

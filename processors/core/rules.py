@@ -20,7 +20,11 @@ Semantics (all matching is case-sensitive, as in Contributor Insights):
 
 * Fields are JSON paths for JSON logs (`$.a.b`, `$.arr[0]`, `$.users[1].name`). For CLF they are
   an alias from `Fields`, a bare position (`"6"`), or one of the parsed names (`client`, `status`,
-  `path`, `method`, ...; see `processors.core.parse`). Positions follow parse.CLF_POSITIONS.
+  `method`, `request_uri`, `path`, `query`, `path_template`, ...; see `processors.core.parse`).
+  Positions follow parse.CLF_POSITIONS. `path` has no query string (`request_uri` has it).
+* CLF `request_uri` and `path_template` (`parse.CLF_DERIVED`) and JSON/ALB `$.path_template`
+  (`parse.path_template` of `$.path`) are computed only by rules that read them; a JSON object
+  that logs its own `path_template` keeps it.
 * A field is *absent* when the path does not resolve or resolves to JSON null; CLF's `-` is a
   present string. Every operator except `IsPresent` fails on an absent field, so `NotIn` and
   `NotEqualTo` only pass events that carry the field. `IsPresent: true` needs a present leaf
@@ -46,7 +50,7 @@ from typing import Any, Callable, Literal
 
 import orjson
 
-from processors.core.parse import CLF_INDEX, CLF_POSITIONS
+from processors.core.parse import CLF_DERIVED, CLF_INDEX, CLF_POSITIONS, path_template
 from processors.errors import ConfigError
 
 __all__ = ["CompiledRule", "compile_rule", "rules_from_json", "MAX_KEY_CHARS"]
@@ -63,7 +67,7 @@ _CONTRIB_KEYS = ("Keys", "ValueOf", "Filters")
 _STRING_OPS = ("In", "NotIn", "StartsWith")
 _NUMBER_OPS = ("GreaterThan", "LessThan", "EqualTo", "NotEqualTo")
 _OPS = _STRING_OPS + _NUMBER_OPS + ("IsPresent",)
-_CLF_NAMES = tuple(n for n in CLF_INDEX if n != "extra")
+_CLF_NAMES = tuple(n for n in CLF_INDEX if n != "extra") + tuple(CLF_DERIVED)
 
 _JSON_PATH_RE = re.compile(r"\$((?:\.[^.\[\]]+|\[\d+\])+)\Z")
 _PATH_STEP_RE = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
@@ -205,9 +209,27 @@ def _json_getter(steps: list[tuple[str, str | int]]) -> Getter:
     return get
 
 
+def _json_template_getter(rec, _tpl=path_template):
+    v = rec.get("path_template")
+    if v is not None:
+        return v
+    p = rec.get("path")
+    return _tpl(p) if type(p) is str else None
+
+
+#: The getter of a CLF record's status (position 6, or by name). The parser only accepts 3-digit
+#: codes 100-599, so a number filter on it becomes a set of status strings (no int() per event).
+_CLF_STATUS = itemgetter(CLF_INDEX["status"])
+_CLF_STATUSES = tuple(range(100, 600))
+
+
+def _clf_name_getter(name: str) -> Getter:
+    return _CLF_STATUS if name == "status" else itemgetter(CLF_INDEX[name])
+
+
 def _clf_position_getter(pos: int) -> Getter:
     if pos <= 7:
-        return itemgetter(CLF_INDEX[CLF_POSITIONS[pos]])
+        return _clf_name_getter(CLF_POSITIONS[pos])
 
     ref, ua, ex = CLF_INDEX["referer"], CLF_INDEX["user_agent"], CLF_INDEX["extra"]
 
@@ -234,6 +256,15 @@ def _clf_position_getter(pos: int) -> Getter:
 
 
 def _filter(op: str, arg: Any, get: Getter) -> Callable[[Record], bool]:
+    if get is _CLF_STATUS and op in _NUMBER_OPS:
+        test = {"GreaterThan": lambda c: c > arg, "LessThan": lambda c: c < arg, "EqualTo": lambda c: c == arg,
+                "NotEqualTo": lambda c: c != arg}[op]  # fmt: skip
+        statuses = frozenset(str(c) for c in _CLF_STATUSES if test(c))
+
+        def f(rec, _i=CLF_INDEX["status"]):
+            return rec[_i] in statuses
+
+        return f
     if op == "In":
         vals = frozenset(arg)
 
@@ -379,6 +410,8 @@ class _Compiler:
                 self.err(where, f"{ref!r} is not a JSON path like $.status or $.a.b[0]{hint}")
                 return None
             steps = [("key", k) if k else ("idx", int(i)) for k, i in _PATH_STEP_RE.findall(m.group(1))]
+            if steps == [("key", "path_template")]:
+                return _json_template_getter
             return _json_getter(steps)
         if log_format == "CLF":
             name = ref[2:] if ref.startswith("$.") else ref
@@ -391,7 +424,9 @@ class _Compiler:
                 self.err(where, f"CLF position {pos} is out of range 1..{MAX_CLF_POSITION}")
                 return None
             if name in CLF_INDEX and name != "extra":
-                return itemgetter(CLF_INDEX[name])
+                return _clf_name_getter(name)
+            if name in CLF_DERIVED:
+                return CLF_DERIVED[name]
             known = sorted(aliases) + list(_CLF_NAMES)
             self.err(where, f"unknown CLF field {ref!r}; use a Fields alias, a position number, or one of: {', '.join(known)}")
             return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -14,6 +16,7 @@ from processors.core.generate import AccessLogGenerator, GeneratorConfig, Incide
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ["errors-by-path", "404-by-client", "bytes-by-client"]
+EXTRA_RULES = ["errors-by-path-template"]
 
 
 def gen(tmp_path, *extra, name="access.log", fmt="combined"):
@@ -27,7 +30,7 @@ def gen(tmp_path, *extra, name="access.log", fmt="combined"):
 
 def topn(capsys, rule_dir, *files, top=10):
     args = ["topn", "--json", "--top", str(top)]
-    for r in RULES:
+    for r in RULES + EXTRA_RULES:
         args += ["--rule", str(rule_dir / f"{r}.json")]
     capsys.readouterr()
     assert main(args + [str(f) for f in files]) == 0
@@ -38,8 +41,9 @@ def assert_truth_matches(truth, result):
     by_rule = {}
     for rep in result["reports"]:
         by_rule.setdefault(rep["rule"], {})[rep["window"]["start"]] = rep
-    for rule in RULES:
-        expected = truth["rules"][rule]
+    assert sorted(truth["rules"]) == sorted(RULES) and sorted(truth["extra_rules"]) == sorted(EXTRA_RULES)
+    for rule in RULES + EXTRA_RULES:
+        expected = truth["rules"][rule] if rule in RULES else truth["extra_rules"][rule]
         assert len(expected) == len(by_rule[rule]) == truth["duration"] // truth["period"]
         for win in expected:
             got = by_rule[rule][win["window"][0]]
@@ -68,9 +72,9 @@ def test_incident_lines_have_the_labelled_shape(tmp_path):
     log, truth = gen(tmp_path)
     text = log.read_text()
     inc = {i["kind"]: i for i in truth["incidents"]}
-    assert text.count('"POST /api/v1/checkout HTTP/1.1" 500 ') >= inc["burst500"]["count"]
+    assert len(re.findall(r'"POST /api/v1/checkout(?:\?[^" ]*)? HTTP/1\.1" 500 ', text)) >= inc["burst500"]["count"]
     assert sum(1 for ln in text.splitlines() if ln.startswith("198.51.100.77 ") and '" 404 ' in ln) == 150
-    assert text.count("/api/v1/inventory HTTP/1.1\" 504 ") == 120
+    assert len(re.findall(r'/api/v1/inventory\?sku=[0-9]+&warehouse=eu-1 HTTP/1\.1" 504 ', text)) == 120
     assert inc["slow_upstream"]["start"] == truth["start"] + 600
     assert any(ln.startswith("2001:db8:") for ln in text.splitlines())  # IPv6 clients
     assert '\\"Quoted\\"' in text  # escaped quotes in a user agent
@@ -131,3 +135,37 @@ def test_topn_reports_bad_rules_and_lines(tmp_path, capsys):
     assert main(["topn", "--rule", str(ROOT / "rules" / "errors-by-path.json"), str(log)]) == 0
     out = capsys.readouterr().out
     assert "/x" in out and "malformed_line 1" in out and "blank_lines 1" in out
+
+
+@pytest.mark.parametrize("fmt,rule_dir", [("combined", ROOT / "rules"), ("json", ROOT / "rules" / "json")])
+def test_an_incident_with_several_query_strings_is_one_group(tmp_path, capsys, fmt, rule_dir):
+    """Generated traffic carries query strings (search terms, paging, campaign tags, click ids,
+    cache busters; the burst500 incident five of them): the errors rule keys on the path without
+    them, so the burst is ONE contributor holding every one of its lines."""
+    log, truth = gen(tmp_path, fmt=fmt, name=f"q.{fmt}")
+    lines = log.read_text().splitlines()
+    if fmt == "combined":
+        targets = [ln.split('"')[1].split(" ")[1] for ln in lines]
+    else:
+        targets = [orjson.loads(ln)["path"] for ln in lines]
+    with_query = [t for t in targets if "?" in t]
+    assert 0.1 < len(with_query) / len(lines) < 0.4  # some requests, not all
+    assert len(set(with_query)) > 1000  # high cardinality: click ids, cache busters
+    burst = next(i for i in truth["incidents"] if i["kind"] == "burst500")
+    checkout = Counter(t for t in targets if t.startswith("/api/v1/checkout?step="))
+    assert len(checkout) == 5 and sum(checkout.values()) >= burst["count"]
+    result = topn(capsys, rule_dir, log)
+    tops = {(r["rule"], r["window"]["start"]): r["contributors"] for r in result["reports"]}
+    for w in burst["windows"]:
+        top = tops[("errors-by-path", w["window"][0])]
+        assert top[0]["keys"] == ["/api/v1/checkout"] and top[0]["value"] >= w["incident_lines"]
+        assert all("?" not in c["keys"][0] for c in top)
+        assert tops[("errors-by-path-template", w["window"][0])][0] == top[0]
+    # ids are merged by the template rule: fewer contributors than by path, never more
+    for r in result["reports"]:
+        if r["rule"] == "errors-by-path-template":
+            by_path = next(x for x in result["reports"] if x["rule"] == "errors-by-path" and x["window"] == r["window"])
+            assert r["unique_contributors"] <= by_path["unique_contributors"]
+            assert r["sample_count"] == by_path["sample_count"]
+    assert any("{id}" in c["keys"][0] for r in result["reports"] if r["rule"] == "errors-by-path-template"
+               for c in r["contributors"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.core.parse import (CLF_INDEX, CLF_POSITIONS, REJECT_REASONS, ClfRecord, JsonFields, Rejected,
-                                   parse_clf, parse_clf_time, parse_json)
+from processors.core.parse import (CLF_INDEX, CLF_NAMED_FIELDS, CLF_POSITIONS, REJECT_REASONS, ClfRecord, JsonFields,
+                                   Rejected, parse_alb, parse_clf, parse_clf_time, parse_json, path_template,
+                                   split_target)
 
 APACHE = '127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326'
 COMBINED = ('127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /apache_pb.gif HTTP/1.0" 200 2326 '
@@ -18,7 +20,8 @@ def test_apache_common_example():
     assert ts == 971211336  # 2000-10-10T20:55:36Z
     assert rec.as_dict() == {"client": "127.0.0.1", "ident": "-", "user": "frank", "time": "10/Oct/2000:13:55:36 -0700",
                              "request": "GET /apache_pb.gif HTTP/1.0", "status": "200", "bytes": "2326",
-                             "method": "GET", "path": "/apache_pb.gif", "protocol": "HTTP/1.0"}
+                             "method": "GET", "request_uri": "/apache_pb.gif", "path": "/apache_pb.gif",
+                             "path_template": "/apache_pb.gif", "protocol": "HTTP/1.0"}
     assert rec.get("referer") is None and rec.get("nope", "d") == "d"
 
 
@@ -53,7 +56,7 @@ def test_escaped_quotes_in_user_agent_and_request():
     line = ('10.0.0.1 - - [04/Mar/2024:10:00:00 +0000] "GET /q?x=\\"1\\" HTTP/1.1" 200 5 "-" '
             '"Mozilla/5.0 (compatible; \\"Quoted\\" Monitor/1.0) back\\\\slash"')
     _, rec = parse_clf(line)
-    assert rec.get("path") == '/q?x="1"'
+    assert rec.get("request_uri") == '/q?x="1"' and rec.get("path") == "/q"
     assert rec.get("user_agent") == 'Mozilla/5.0 (compatible; "Quoted" Monitor/1.0) back\\slash'
 
 
@@ -165,6 +168,8 @@ def test_every_clf_shaped_line_is_parsed_or_rejected(p):
     else:
         ts, rec = out
         assert isinstance(ts, int) and rec.get("status").isdigit() and rec.get("path")
+        _assert_target_fields(rec.get("request_uri"), rec.get("path"))
+        assert rec.get("path_template") == path_template(rec.get("path"))
 
 
 @settings(max_examples=500, deadline=None)
@@ -182,3 +187,136 @@ def test_fast_and_slow_clf_paths_agree(p, tail):
     line = f'{p["client"]} - - [{p["time"]}] "{p["req"]}" {p["status"]} {p["bytes"]} "-" "{p["ua"]}"{tail}'
     if "\\" not in line:
         assert parse_clf(line) == _parse_clf_slow(line)
+
+
+# -- the request target: request_uri, path (no query string), path_template -----------------------
+
+LINE = '10.0.0.{c} - - [04/Mar/2024:10:00:0{s} +0000] "{m} {t} HTTP/1.1" {st} 12 "-" "ua"'
+
+
+def _assert_target_fields(request_uri, path):
+    """path never has a query string; request_uri is path + ('?' + query if there is one)."""
+    assert "?" not in path and path
+    query = request_uri.partition("?")[2] if "?" in request_uri else None
+    assert request_uri == path + ("?" + query if query is not None else "")
+
+
+def test_path_drops_the_query_string_request_uri_keeps_it():
+    _, rec = parse_clf(LINE.format(c=1, s=1, m="POST", t="/api/v1/checkout?step=payment&token=s3cr3t", st=500))
+    assert rec.get("path") == "/api/v1/checkout"
+    assert rec.get("request_uri") == "/api/v1/checkout?step=payment&token=s3cr3t"
+    assert rec.get("request") == "POST /api/v1/checkout?step=payment&token=s3cr3t HTTP/1.1"  # position 5: as logged
+    assert rec.get("path_template") == "/api/v1/checkout"
+    assert rec.get("query") == "step=payment&token=s3cr3t"
+    assert {"request_uri", "path", "query", "path_template"} <= CLF_NAMED_FIELDS
+    _, rec = parse_clf(LINE.format(c=1, s=1, m="GET", t="/a?", st=200))  # an empty query
+    assert (rec.get("path"), rec.get("request_uri"), rec.get("query")) == ("/a", "/a?", "")
+    _, rec = parse_clf(LINE.format(c=1, s=1, m="GET", t="/a", st=200))  # no query
+    assert (rec.get("path"), rec.get("request_uri"), rec.get("query")) == ("/a", "/a", None)
+    _, rec = parse_clf(LINE.format(c=1, s=1, m="GET", t="/a?b?c=/d", st=200))  # only the first ? splits
+    assert (rec.get("path"), rec.get("request_uri")) == ("/a", "/a?b?c=/d")
+
+
+def test_other_request_target_forms():
+    for target, request_uri, path in [
+        ("http://example.com:8080/a/b?x=1", "/a/b?x=1", "/a/b"),  # absolute-form (a forward proxy)
+        ("https://example.com", "/", "/"),
+        ("https://example.com?x=1", "/?x=1", "/"),
+        ("?x=1", "/?x=1", "/"),
+        ("*", "*", "*"),  # OPTIONS *
+        ("example.com:443", "example.com:443", "example.com:443"),  # CONNECT
+    ]:
+        assert split_target(target) == (request_uri, path), target
+        _, rec = parse_clf(LINE.format(c=1, s=1, m="GET", t=target, st=200))
+        assert (rec.get("request_uri"), rec.get("path")) == (request_uri, path), target
+
+
+def test_path_template_masks_ids_and_keeps_names():
+    cases = {
+        "/api/v1/orders/41/items/9f1c0c2e-1b2a-4c3d-8e9f-0123456789ab": "/api/v1/orders/{id}/items/{id}",
+        "/api/v1/orders/41/items/9F1C0C2E-1B2A-4C3D-8E9F-0123456789AB": "/api/v1/orders/{id}/items/{id}",
+        "/users/123/avatar": "/users/{id}/avatar",
+        "/objects/5f2b9c1e8d3a4b6c7e8f9a0b": "/objects/{id}",  # 24 hex (an ObjectId)
+        "/commits/0a1b2c3d": "/commits/{id}",  # 8 hex with digits
+        "/reset/eyJhbGciOiJIUzI1NiJ9abcDEF012": "/reset/{id}",  # base64-ish token
+        "/c/cus_NffrFeUfNV2Hib": "/c/{id}",
+        "/ulid/01ARZ3NDEKTSV4RRFFQ69G5FAV": "/ulid/{id}",
+        "/users/bob@example.com/prefs": "/users/{id}/prefs",
+        "/users/bob%40example.com": "/users/{id}",
+        "/a/1/2/3": "/a/{id}/{id}/{id}",
+        "/a/41?x=1": "/a/{id}",  # a query string is dropped first
+        # kept: names, versions, slugs, files, hex-letter words
+        "/": "/",
+        "/api/v1/users/me": "/api/v1/users/me",
+        "/blog/release-notes-2024": "/blog/release-notes-2024",
+        "/docs/getting-started-with-the-sdk-v2": "/docs/getting-started-with-the-sdk-v2",
+        "/img/hero-12.jpg": "/img/hero-12.jpg",
+        "/static/app.3f9a1c.js": "/static/app.3f9a1c.js",
+        "/feed/deadbeef": "/feed/deadbeef",
+        "/x/abc123": "/x/abc123",
+    }
+    for path, want in cases.items():
+        assert path_template(path) == want, path
+        assert path_template(path) == want  # cached: same answer
+
+
+def test_json_lines_get_the_same_fields_from_the_configured_path_field():
+    _, obj = parse_json('{"time": 1, "path": "/o/41?x=1", "status": 500}')
+    assert (obj["path"], obj["request_uri"]) == ("/o/41", "/o/41?x=1")
+    # a URL in another field: path and request_uri are added; a logged request_uri is kept
+    fields = JsonFields(path="req.url")
+    _, obj = parse_json('{"req": {"url": "https://shop.example/o/41?x=1"}}', fields)
+    assert (obj["path"], obj["request_uri"], obj["req"]["url"]) == ("/o/41", "/o/41?x=1", "https://shop.example/o/41?x=1")
+    _, obj = parse_json('{"uri": "/o/41", "request_uri": "/o/41?x=1"}', JsonFields(path="uri"))
+    assert (obj["path"], obj["request_uri"]) == ("/o/41", "/o/41?x=1")
+    _, obj = parse_json('{"path": "/elsewhere", "uri": "/o/41?x=1"}', JsonFields(path="uri"))
+    assert obj["path"] == "/elsewhere"  # a logged path other than the configured field is kept
+    # no path field, not a string, or path validation switched off: nothing is added
+    assert parse_json('{"status": 200}')[1] == {"status": 200}
+    assert parse_json('{"path": 7}')[1] == {"path": 7}
+    assert parse_json('{"path": "/a?b"}', JsonFields(path=""))[1] == {"path": "/a?b"}
+
+
+_segment = st.one_of(
+    st.integers(0, 10**12).map(str),
+    st.uuids().map(str),
+    st.sampled_from(["api", "v1", "orders", "me", "static", "app.3f9a1c.js", "release-notes-2024", "", "%20", "a+b", "#x"]),
+    st.text(st.characters(blacklist_characters="/?\" \\", blacklist_categories=("Cs", "Cc", "Zs")), max_size=12),
+)
+_query = st.none() | st.text(st.characters(blacklist_characters='" \\', blacklist_categories=("Cs", "Cc", "Zs")), max_size=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_segment, min_size=1, max_size=6), _query)
+def test_property_path_never_has_a_query_and_request_uri_is_path_plus_query(segments, query):
+    target = "/" + "/".join(segments) + ("?" + query if query is not None else "")
+    line = LINE.format(c=1, s=1, m="GET", t=target, st=200)
+    _, rec = parse_clf(line)
+    assert rec.get("request_uri") == target and rec.get("query") == query
+    assert rec.get("path") == "/" + "/".join(segments)
+    _assert_target_fields(rec.get("request_uri"), rec.get("path"))
+    tpl = rec.get("path_template")
+    assert tpl == path_template(rec.get("path")) == path_template(target)
+    assert tpl.count("/") == rec.get("path").count("/")  # segments are replaced, never merged or split
+    for seg, out in zip(rec.get("path").split("/"), tpl.split("/")):
+        assert out == seg or out == "{id}"
+        if seg.isascii() and seg.isdigit():
+            assert out == "{id}"
+    # JSON and ALB derive the same fields from the same target
+    _, obj = parse_json(orjson.dumps({"path": target}))
+    assert (obj["path"], obj["request_uri"]) == (rec.get("path"), rec.get("request_uri"))
+    _, alb = parse_alb(f'https 2024-03-04T10:00:00.000000Z app/lb/1 1.2.3.4:5 - -1 -1 -1 200 - 1 2 '
+                       f'"GET https://h.example:443{target} HTTP/1.1" "ua"')
+    assert (alb["path"], alb["request_uri"]) == (rec.get("path"), rec.get("request_uri"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_property_split_target_on_any_text(target):
+    request_uri, path = split_target(target)
+    assert "?" not in path and request_uri.startswith(path)
+    assert request_uri == path + (request_uri[len(path):] if "?" in request_uri else "")
+    if "?" in request_uri:
+        assert request_uri[len(path)] == "?"
+    tpl = path_template(path)
+    assert "?" not in tpl and tpl.count("/") == path.count("/")

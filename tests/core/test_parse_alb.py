@@ -50,6 +50,7 @@ def test_documented_https_entry():
     assert (rec["elb_status_code"], rec["target_status_code"], rec["received_bytes"], rec["sent_bytes"]) == (200, 200, 0, 57)
     assert rec["request"] == "GET https://www.example.com:443/p/a?x=1 HTTP/1.1"
     assert (rec["method"], rec["url"], rec["path"], rec["protocol"]) == ("GET", "https://www.example.com:443/p/a?x=1", "/p/a", "HTTP/1.1")
+    assert rec["request_uri"] == "/p/a?x=1" and "path_template" not in rec  # derived when a rule reads it
     assert rec["user_agent"] == "curl/7.46.0" and rec["ssl_protocol"] == "TLSv1.2"
     assert rec["trace_id"] == "Root=1-58337281-1d84f3d73c47ec4e58577259" and rec["domain_name"] == "www.example.com"
     assert rec["matched_rule_priority"] == 1 and rec["request_creation_time"] == "2018-07-02T22:22:48.364000Z"
@@ -100,14 +101,21 @@ def test_older_entries_without_trailing_fields_and_newer_with_more():
 
 def test_request_line_variants():
     _, rec = parse_alb(HTTPS.replace("https://www.example.com:443/p/a?x=1", "https://www.example.com"))
-    assert rec["path"] == "/"
+    assert rec["path"] == rec["request_uri"] == "/"
+    _, rec = parse_alb(HTTPS.replace("https://www.example.com:443/p/a?x=1", "https://www.example.com?x=/y"))
+    assert (rec["path"], rec["request_uri"]) == ("/", "/?x=/y")  # a / in the query is not the path
+    _, rec = parse_alb(HTTPS.replace("https://www.example.com:443/p/a?x=1", "/orders/41/items/9f1c0c2e-1b2a-4c3d-8e9f-0123456789ab?a=1"))
+    assert (rec["path"], rec["request_uri"]) == ("/orders/41/items/9f1c0c2e-1b2a-4c3d-8e9f-0123456789ab",
+                                                 "/orders/41/items/9f1c0c2e-1b2a-4c3d-8e9f-0123456789ab?a=1")
+    tpl = load_rule_file(ALB_RULES / "errors-by-path-template.json")
+    assert tpl.apply({**rec, "elb_status_code": 502}) == (("/orders/{id}/items/{id}",), 1)
     # seen in the wild for requests the load balancer could not parse
     _, rec = parse_alb(NO_TARGET.replace('"GET http://www.example.com:80/ HTTP/1.1"', '"- http://www.example.com:80- -"'))
     assert rec["method"] is None and rec["protocol"] is None and rec["url"] == "http://www.example.com:80-"
     _, rec = parse_alb(NO_TARGET.replace('"GET http://www.example.com:80/ HTTP/1.1"', '"GET http://x/a HTTP/1.1 "'))
     assert (rec["method"], rec["path"], rec["protocol"]) == ("GET", "/a", "HTTP/1.1")
     _, rec = parse_alb(NO_TARGET.replace('"GET http://www.example.com:80/ HTTP/1.1"', '"-"'))
-    assert rec["request"] is rec["method"] is rec["url"] is rec["path"] is None
+    assert rec["request"] is rec["method"] is rec["url"] is rec["path"] is rec["request_uri"] is None
     for t in ("h2", "grpcs", "ws", "wss", "http"):
         assert type(parse_alb(t + HTTPS[5:])) is tuple
 
@@ -194,7 +202,7 @@ def test_generated_entries_round_trip(typ, ip, port, status, size, micros, agent
     assert math.floor(ts) == 1709546400 and ts - 1709546400 == pytest.approx(micros / 1e6, abs=1e-6)
     assert (rec["client"], rec["client_port"], rec["elb_status_code"], rec["sent_bytes"]) == (client, port, status, size)
     assert rec["user_agent"] == (agent if agent != "-" else None) and rec["target_processing_time"] == 1.25
-    assert rec["path"] == "/a/b" and rec["method"] == "POST"
+    assert rec["path"] == "/a/b" and rec["request_uri"] == "/a/b?c" and rec["method"] == "POST"
 
 
 # -------------------------------------------------------------------- JSON-format rules read ALB
@@ -258,15 +266,16 @@ def test_generated_alb_traffic_matches_the_generators_truth(tmp_path, capsys):
                  "--incident", "slow_upstream:at=600,count=120,duration=90", "--incident", "bytes_hog:count=20"]) == 0
     truth = orjson.loads(Path(str(out) + ".truth.json").read_bytes())
     names = ["5xx-by-target", "slow-by-path", "404-by-client", "bytes-by-client"]
-    assert sorted(truth["rules"]) == sorted(names)
-    result = _topn(capsys, names, out)
+    assert sorted(truth["rules"]) == sorted(names) and list(truth["extra_rules"]) == ["errors-by-path-template"]
+    result = _topn(capsys, names + ["errors-by-path-template"], out)
     assert result["stats"]["rejected"] == {} and result["stats"]["parsed"] == 20000
     by_rule: dict = {}
     for rep in result["reports"]:
         by_rule.setdefault(rep["rule"], {})[rep["window"]["start"]] = rep
-    for name in names:
-        assert len(truth["rules"][name]) == len(by_rule[name]) == 1200 // 60
-        for win in truth["rules"][name]:
+    for name in names + ["errors-by-path-template"]:
+        wins = truth["rules"][name] if name in names else truth["extra_rules"][name]
+        assert len(wins) == len(by_rule[name]) == 1200 // 60
+        for win in wins:
             rep = by_rule[name][win["window"][0]]
             assert rep["contributors"] == win["top"], (name, win["window"])
             for field in ("unique_contributors", "max_contributor_value", "sample_count", "sum", "total_events"):
@@ -294,4 +303,4 @@ def test_alb_traffic_is_the_same_traffic_as_combined(tmp_path):
         _, crec = parse_clf(c)
         _, arec = parse_alb(a)
         assert (arec["client"], arec["method"], arec["elb_status_code"]) == (crec.get("client"), crec.get("method"), int(crec.get("status")))
-        assert arec["path"] == crec.get("path").partition("?")[0]
+        assert (arec["path"], arec["request_uri"]) == (crec.get("path"), crec.get("request_uri"))

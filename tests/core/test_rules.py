@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.core.aggregate import Accumulator
 from processors.core.parse import parse_clf, parse_json
 from processors.config.rule_files import load_rule_file, load_rules_file
 from processors.core.rules import MAX_KEY_CHARS, compile_rule
@@ -387,3 +389,104 @@ def test_rules_on_any_parsed_line(text):
     out = parse_json(text)
     if isinstance(out, tuple):
         rule(Contribution={"Filters": [{"Match": "$.status", "GreaterThan": 1}]}).apply(out[1])
+
+
+# -- grouping without query strings: path, request_uri, path_template ------------------------------
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+_QUERIES = ["step=shipping", "step=payment", "step=review", "step=confirm", "step=payment&retry=1"]
+
+
+def _incident_log(fmt: str) -> list[str]:
+    """One incident: 700 failing POSTs to /api/v1/checkout, 140 with each of 5 query strings; then
+    3 failing order lookups with different ids (one with a query), 1 failing /healthz, and 2
+    successful requests that no errors rule counts. All in the minute 10:00."""
+    reqs = [("POST", f"/api/v1/checkout?{_QUERIES[i % 5]}", 500) for i in range(700)]
+    reqs += [("GET", "/api/v1/orders/41", 500), ("GET", "/api/v1/orders/42", 502), ("GET", "/api/v1/orders/43?x=1", 503),
+             ("GET", "/healthz", 502), ("GET", "/api/v1/checkout", 200), ("GET", "/api/v1/orders/41", 200)]
+    out = []
+    for i, (method, target, status) in enumerate(reqs):
+        sec = i * 59 // len(reqs)
+        if fmt == "CLF":
+            out.append(f'10.0.0.{i % 200 + 1} - - [04/Mar/2024:10:00:{sec:02d} +0000] "{method} {target} HTTP/1.1" '
+                       f'{status} 10 "-" "ua"')
+        elif fmt == "JSON":
+            out.append(orjson.dumps({"time": f"2024-03-04T10:00:{sec:02d}Z", "client": "10.0.0.1", "method": method,
+                                     "path": target, "status": status}).decode())
+        else:  # ALB
+            out.append(f'https 2024-03-04T10:00:{sec:02d}.000000Z app/lb/1 10.0.0.1:4000 10.0.1.1:80 0.001 0.002 0.000 '
+                       f'{status} {status} 10 20 "{method} https://shop.example:443{target} HTTP/1.1" "ua"')
+    return out
+
+
+def _top(rules, lines) -> dict[str, list[tuple[tuple[str, ...], int]]]:
+    acc = Accumulator(rules, period=60)
+    for line in lines:
+        acc.add_line(line)
+    assert acc.stats.rejected == {} and acc.stats.parsed == len(lines)
+    return {rep.rule: [(c.keys, c.value) for c in rep.contributors] for rep in acc.reports(top=20)}
+
+
+def _uri_rule(fmt: str, key: str):
+    status = "$.elb_status_code" if fmt == "ALB" else "$.status" if fmt == "JSON" else "6"
+    return compile_rule({**BASE, "LogFormat": "CLF" if fmt == "CLF" else "JSON",
+                         "Contribution": {"Keys": [key], "Filters": [{"Match": status, "GreaterThan": 499}]}}, "by-uri")
+
+
+@pytest.mark.parametrize("fmt,folder", [("CLF", RULES_DIR), ("JSON", RULES_DIR / "json"), ("ALB", RULES_DIR / "alb")])
+def test_one_incident_with_five_query_strings_is_one_path_group(fmt, folder):
+    lines = _incident_log(fmt)
+    rules = [load_rule_file(folder / "errors-by-path-template.json"),
+             _uri_rule(fmt, "request_uri" if fmt == "CLF" else "$.request_uri")]
+    if fmt != "ALB":  # rules/alb has no errors-by-path (5xx-by-target instead); a $.path rule stands in
+        rules.append(load_rule_file(folder / "errors-by-path.json"))
+    else:
+        rules.append(compile_rule({**BASE, "Contribution": {"Keys": ["$.path"], "Filters": [
+            {"Match": "$.elb_status_code", "GreaterThan": 499}]}}, "errors-by-path"))
+    top = _top(rules, lines)
+    # path: the 700 failures are ONE group; each order id is its own group
+    assert top["errors-by-path"] == [(("/api/v1/checkout",), 700), (("/api/v1/orders/41",), 1), (("/api/v1/orders/42",), 1),
+                                     (("/api/v1/orders/43",), 1), (("/healthz",), 1)]
+    # request_uri keeps the query strings apart: five groups of 140
+    assert top["by-uri"] == [((f"/api/v1/checkout?{q}",), 140) for q in sorted(_QUERIES)] + [
+        (("/api/v1/orders/41",), 1), (("/api/v1/orders/42",), 1), (("/api/v1/orders/43?x=1",), 1), (("/healthz",), 1)]
+    # path_template merges the ids
+    assert top["errors-by-path-template"] == [(("/api/v1/checkout",), 700), (("/api/v1/orders/{id}",), 3),
+                                              (("/healthz",), 1)]
+
+
+def test_path_fields_in_filters_and_by_name():
+    _, rec = parse_clf('1.2.3.4 - - [04/Mar/2024:10:00:00 +0000] "GET /orders/41?token=abc HTTP/1.1" 500 1')
+    clf = {**BASE, "LogFormat": "CLF"}
+    keyed = compile_rule({**clf, "Contribution": {"Keys": ["path", "request_uri", "$.path_template", "method"]}}, "c")
+    assert keyed.apply(rec) == (("/orders/41", "/orders/41?token=abc", "/orders/{id}", "GET"), 1)
+    for field, op, arg, want in [("path_template", "In", ["/orders/{id}"], True), ("path", "In", ["/orders/41"], True),
+                                 ("path", "StartsWith", ["/orders/41?"], False),
+                                 ("request_uri", "StartsWith", ["/orders/41?token="], True),
+                                 ("path_template", "IsPresent", True, True)]:
+        r = compile_rule({**clf, "Contribution": {"Keys": ["path"], "Filters": [{"Match": field, op: arg}]}}, "f")
+        assert (r.apply(rec) is not None) is want, (field, op, arg)
+    # JSON: $.path_template comes from $.path, unless the line logs its own
+    r = rule(Contribution={"Keys": ["$.path_template"]})
+    assert r.apply(parse_json('{"path": "/orders/41?x=1"}')[1]) == (("/orders/{id}",), 1)
+    assert r.apply({"path": "/orders/41", "path_template": "/orders/:id"}) == (("/orders/:id",), 1)
+    assert r.apply({"status": 500}) is None and r.apply({"path": 41}) is None
+    assert rule(Contribution={"Filters": [{"Match": "$.path_template", "IsPresent": False}]}).apply({"path": "/a"}) is None
+
+
+def test_unknown_clf_field_lists_the_path_fields():
+    (got,) = problems({**BASE, "LogFormat": "CLF", "Contribution": {"Keys": ["uri"]}})
+    assert "request_uri" in got and "path_template" in got and "path" in got
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["GreaterThan", "LessThan", "EqualTo", "NotEqualTo"]),
+       st.integers(-5, 700) | st.floats(-1e6, 1e6, allow_nan=False) | st.sampled_from([499.5, 1e300, -0.0]),
+       st.integers(100, 599), st.sampled_from(["6", "status", "code", "$.status"]))
+def test_clf_status_number_filters_equal_the_generic_comparison(op, x, code, field):
+    """A number filter on the CLF status is a precomputed set of status strings: same answers."""
+    _, rec = parse_clf(f'1.2.3.4 - - [04/Mar/2024:10:00:00 +0000] "GET /a HTTP/1.1" {code} 1')
+    r = compile_rule({**BASE, "LogFormat": "CLF", "Fields": {"6": "code"},
+                      "Contribution": {"Keys": ["path"], "Filters": [{"Match": field, op: x}]}}, "s")
+    want = {"GreaterThan": code > x, "LessThan": code < x, "EqualTo": code == x, "NotEqualTo": code != x}[op]
+    assert (r.apply(rec) is not None) is want
