@@ -43,7 +43,8 @@ from processors.core.digest import Digest, DigestConfig, build_digest
 from processors.core.prompts import Prompt, build_prompt, retry_prompt
 from processors.core.redact import DEFAULT_PATTERNS, Pattern, Redactor, window_key
 from processors.core.replies import InvalidAnswer, strip_fence
-from processors.core.types import Analysis, AnalysisOutcome, AuditRecord, ModelReply, Reservation, SelectedGroup, TopNReport
+from processors.core.types import (Analysis, AnalysisOutcome, AuditRecord, Hypothesis, ModelReply, Reservation,
+                                   SelectedGroup, TopNReport)
 from processors.errors import ConfigError
 from processors.ports import Analyser, AuditSink, BudgetLedger
 
@@ -96,7 +97,10 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?%?(?![\w.])")
 
 
 def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
-    """Parse, validate against the schema, and check that every cited id is in the digest."""
+    """Parse, validate against the schema, then check in code what a schema cannot: every cited id is a
+    line of this digest; a hypothesis rests on a contrast or onset fact when the digest has any; no cause
+    states a number the digest lacks, repeats a sample's free text, talks about the digest, or merely
+    restates the facts (see `grounding_problem`)."""
     try:
         data = orjson.loads(strip_fence(text))
     except orjson.JSONDecodeError as exc:
@@ -107,29 +111,49 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
         more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
         raise InvalidAnswer(f"does not match the schema: {shown}{more}")
     known = digest.line_ids()
+    lines = digest_lines(digest)
     digest_numbers = set(_NUMBER.findall(digest.text))
-    for i, ev in enumerate(data["evidence"]):
-        cited = ev[1 : ev.index("]")]
-        if cited not in known:
-            raise InvalidAnswer(
-                f"evidence[{i}] cites [{cited}], which is not in the digest; valid ids: {', '.join(sorted(known))}"
-            )
-        # Evidence is facts from the digest: a number the digest does not contain was made up.
-        invented = [n for n in _NUMBER.findall(ev[ev.index("]") + 1:]) if n not in digest_numbers]
+    hypotheses = []
+    for i, h in enumerate(data["hypotheses"]):
+        unknown = [f for f in h["facts"] if f not in known]
+        if unknown:
+            raise InvalidAnswer(f"hypotheses[{i}] cites {', '.join(unknown)}, which the digest does not have; "
+                                f"valid ids: {', '.join(sorted(known))}")
+        invented = [n for n in _NUMBER.findall(h["cause"]) if n not in digest_numbers]
         if invented:
-            raise InvalidAnswer(
-                f"evidence[{i}] states {', '.join(invented[:3])}, which the digest does not contain; "
-                "quote only numbers that appear in the digest"
-            )
-    problem = grounding_problem(data["likely_cause"], [ev[1 : ev.index("]")] for ev in data["evidence"]], digest)
-    if problem:
-        raise InvalidAnswer(problem)
+            raise InvalidAnswer(f"hypotheses[{i}] states {', '.join(invented[:3])}, which the digest does not contain; "
+                                "quote only numbers that appear in the digest")
+        problem = grounding_problem(h["cause"], h["facts"], digest)
+        if problem:
+            raise InvalidAnswer(f"hypotheses[{i}]: {problem}")
+        hypotheses.append(Hypothesis(h["cause"], tuple(dict.fromkeys(h["facts"])), h["confidence"]))
+    explained = [fid for fid in known if _EXPLAINING.search(fid)]
+    if explained and not any(_EXPLAINING.search(f) for h in hypotheses for f in h.facts):
+        raise InvalidAnswer("no hypothesis cites a contrast or onset fact ("
+                            + ", ".join(sorted(explained)[:6]) + "); say what distinguishes the group or when it began")
+    top = hypotheses[0]
     return Analysis(
-        likely_cause=data["likely_cause"],
-        evidence=tuple(data["evidence"]),
+        likely_cause=top.cause,
+        evidence=tuple(f"[{f}] {lines.get(f, '')}".rstrip() for f in top.facts),
         next_checks=tuple(data["next_checks"]),
-        confidence=data["confidence"],
+        confidence=top.confidence,
+        hypotheses=tuple(hypotheses),
     )
+
+
+_LINE_ID = re.compile(r"^\s*\[(G\d{1,2}(?:\.(?:C\d|O|H|S\d{1,2}))?)\]\s?(.*)$")
+#: fact ids that explain a group: contrast (what distinguishes it) and onset (when it began)
+_EXPLAINING = re.compile(r"\.(?:C\d|O)$")
+
+
+def digest_lines(digest: Digest) -> dict[str, str]:
+    """id -> the computed text of that digest line (what a hypothesis cites)."""
+    out = {}
+    for line in digest.text.splitlines():
+        m = _LINE_ID.match(line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
 
 
 _SAMPLE_LINE = re.compile(r"^\s*\[G\d{1,2}\.S\d{1,2}\]")
@@ -154,20 +178,33 @@ def grounding_problem(likely_cause: str, cited: Sequence[str], digest: Digest) -
     rest on a group line (its keys, counts, share, trend, why it was selected: computed by Sieve), which
     the evidence must cite, and it must not repeat a run of words that only a sample line contains."""
     if not any(".S" not in c for c in cited):
-        return ("evidence cites only sample lines; cite the group line ([G1] ...) whose computed facts "
-                "(keys, counts, share, trend) the cause rests on")
+        return ("it cites only sample lines; cite the computed facts ([G1], [G1.C1], [G1.O] ...) the cause rests on")
     meta = _META.search(likely_cause)
     if meta:
-        return (f"likely_cause talks about the digest or the prompt ({meta.group(0)!r}), not about the incident; "
+        return (f"the cause talks about the digest or the prompt ({meta.group(0)!r}), not about the incident; "
                 "name what fails, for whom, since when, using the computed facts")
     lines = digest.text.splitlines()
     sample_runs = set().union(*(_shingles(line) for line in lines if _SAMPLE_LINE.match(line)))
     fact_runs = set().union(*(_shingles(line) for line in lines if not _SAMPLE_LINE.match(line)))
     copied = sorted((_shingles(likely_cause) & sample_runs) - fact_runs)
     if copied:
-        return (f"likely_cause repeats free text of a sample line ({' '.join(copied[0])!r}); state the cause in "
+        return (f"the cause repeats free text of a sample line ({' '.join(copied[0])!r}); state it in "
                 "terms of the computed facts, not of what a log line says")
+    fact_words = {w for line in lines if not _SAMPLE_LINE.match(line) for w in _words(line)}
+    added = [w for w in _words(likely_cause) if w not in fact_words and w not in _STOP and len(w) > 3]
+    if not added and not _CJK.search(likely_cause):
+        return "the cause only restates the computed facts; say what they mean (a release, a target, a partner, a change)"
     return None
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
+_STOP = frozenset("this that these those with from have been were their there which while into than then only also "
+                  "very more most many much some such rate rise rose rising group groups window windows traffic other "
+                  "share events event requests request errors error status path client clients".split())
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in (t.strip("\"'.,;:!?()[]{}<>=/") .casefold() for t in re.split(r"[\s/=:,]+", text)) if w.isalpha()]
 
 
 # --- orchestration -----------------------------------------------------------------------------

@@ -73,6 +73,7 @@ class DigestGroup:
     reasons: tuple[str, ...]
     samples: tuple[SampleTemplate, ...]
     sample_lines: int  # raw lines the templates were built from
+    facts: tuple[tuple[str, str], ...] = ()  # (id, text): contrast [G1.C1..], onset [G1.O], change [G1.H]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class Digest:
     def line_ids(self) -> frozenset[str]:
         """Every id the model may cite: groups and the samples that made it into the text."""
         ids = {g.id for g in self.groups} | {s.id for g in self.groups for s in g.samples}
+        ids |= {f for g in self.groups for f, _ in g.facts}
         return frozenset(i for i in ids if i not in self.omitted and f"[{i}]" in self.text)
 
 
@@ -214,12 +216,33 @@ def _group_lines(g: DigestGroup, with_samples: int) -> list[str]:
     if g.trend:
         out.append(f"  earlier windows, oldest first: {', '.join(_num(v) for v in g.trend)}")
     out.append(f"  selected because: {'; '.join(g.reasons)}")
+    for fid, text in g.facts:
+        out.append(f"  [{fid}] {text}")
     if g.samples:
         out.append(f"  sample templates ({g.sample_lines} lines sampled):")
         for s in g.samples[:with_samples]:
             who = f" from {s.clients} clients" if s.clients > 1 else ""
             out.append(f"  [{s.id}] x{s.count}{who}: {s.template}")
     return out
+
+
+def fact_lines(sg: SelectedGroup, gid: str, redactor: Redactor, max_chars: int) -> tuple[tuple[str, str], ...]:
+    """The computed explanation of a group, one citable line each: what distinguishes it from the rest of
+    the window's traffic ([G1.C1]...), when it began ([G1.O]) and how it compares with earlier windows
+    ([G1.H]). Attribute values are log text: screened and redacted like keys."""
+    out = []
+    for i, c in enumerate(sg.contrast, start=1):
+        value = _cut(redactor.redact(screen(c.value).text).text, max_chars)
+        bound = f" (each share may be off by up to {c.error * 100:.1f} points)" if c.error else ""
+        out.append((f"{gid}.C{i}", f"{c.field}={value}: {c.group_share * 100:.0f}% of this group, "
+                                   f"{c.baseline_share * 100:.0f}% of other traffic{bound}"))
+    o = sg.onset
+    if o is not None:
+        out.append((f"{gid}.O", f"rate rose at {_iso(o.at)[11:19]} UTC: {_num(o.before_rate)} -> {_num(o.after_rate)} "
+                                f"events per {o.bucket_seconds} s (per bucket: {' '.join(str(n) for n in o.counts)})"))
+    if sg.change:
+        out.append((f"{gid}.H", f"against earlier windows: {sg.change}"))
+    return tuple(out)
 
 
 def build_digest(
@@ -243,6 +266,7 @@ def build_digest(
                 reasons=reasons,
                 samples=choose_samples(sg.samples, redactor, config.samples_per_group, config.max_line_chars, gid),
                 sample_lines=len(sg.samples),
+                facts=fact_lines(sg, gid, redactor, config.max_key_chars),
             )
         )
 

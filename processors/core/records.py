@@ -6,7 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from processors.core.types import Analysis, AnalysisOutcome, Contributor, SelectedGroup, TopNReport, Window
+from processors.core.types import (Analysis, AnalysisOutcome, Contributor, Hypothesis, SelectedGroup, TopNReport,
+                                   Window)
 
 
 def _n(v: Any) -> Any:
@@ -56,8 +57,10 @@ def outcome_to_dict(o: AnalysisOutcome) -> dict:
         "status": o.status, "reason": o.reason, "model_id": o.model_id, "tokens_in": o.tokens_in,
         "tokens_out": o.tokens_out, "latency_ms": o.latency_ms, "estimated_cost_usd": o.estimated_cost_usd,
         "digest_hash": o.digest_hash,
-        "analysis": None if a is None else {"likely_cause": a.likely_cause, "evidence": list(a.evidence),
-                                            "next_checks": list(a.next_checks), "confidence": a.confidence},
+        "analysis": None if a is None else {
+            "likely_cause": a.likely_cause, "evidence": list(a.evidence), "next_checks": list(a.next_checks),
+            "confidence": a.confidence,
+            "hypotheses": [{"cause": h.cause, "facts": list(h.facts), "confidence": h.confidence} for h in a.hypotheses]},
     }
 
 
@@ -68,5 +71,7 @@ def outcome_from_dict(d: dict) -> AnalysisOutcome:
         tokens_in=int(d.get("tokens_in", 0)), tokens_out=int(d.get("tokens_out", 0)),
         latency_ms=int(d.get("latency_ms", 0)), estimated_cost_usd=float(d.get("estimated_cost_usd", 0)),
         digest_hash=d.get("digest_hash", ""),
-        analysis=None if not a else Analysis(a["likely_cause"], tuple(a["evidence"]), tuple(a["next_checks"]), a["confidence"]),
+        analysis=None if not a else Analysis(
+            a["likely_cause"], tuple(a["evidence"]), tuple(a["next_checks"]), a["confidence"],
+            tuple(Hypothesis(h["cause"], tuple(h["facts"]), h["confidence"]) for h in a.get("hypotheses", ()))),
     )

@@ -184,6 +184,24 @@ def _share(t: TopNReport, value: float) -> float:
 
 def _ai_blocks(outcome: AnalysisOutcome) -> list[dict]:
     a = outcome.analysis
+    if outcome.status == "analysed" and a is not None and a.hypotheses:
+        ranked = [f"*{AI_LABEL}* — ranked hypotheses over the computed facts"]
+        for i, h in enumerate(a.hypotheses, start=1):
+            ranked.append(f"{i}. {escape(h.cause)} (_{escape(h.confidence)}_; rests on "
+                          f"{', '.join(f'`{escape(f)}`' for f in h.facts)})")
+        blocks = [_section("ai-cause", _fit_lines(ranked, _BUDGET["ai-cause"]))]
+        facts = [f"• {escape(x)}" for x in a.evidence] or ["• (none)"]
+        blocks.append(_section("ai-evidence", _fit_lines(["*What the first one rests on* (computed by Sieve)", *facts],
+                                                          _BUDGET["ai-evidence"])))
+        checks = [f"• {escape(x)}" for x in a.next_checks] or ["• (none given)"]
+        blocks.append(_section("ai-checks", _fit_lines(["*Next checks* (suggested by the model)", *checks],
+                                                        _BUDGET["ai-checks"])))
+        return blocks
+    if outcome.status == "invalid_output":
+        # The model said nothing usable: no AI section at all, one quiet line saying why.
+        return [_context("facts-only", [_cut(
+            ":abacus: The computed facts speak for themselves: the model's answer was not grounded in them and is "
+            f"not shown ({escape(outcome.reason)})", _BUDGET["ai-none"])])]
     if outcome.status == "analysed" and a is not None:
         cause = [f"*{AI_LABEL}*", f"*Confidence:* {escape(a.confidence)}", f"*Likely cause:* {escape(a.likely_cause)}"]
         blocks = [_section("ai-cause", _fit_lines(cause, _BUDGET["ai-cause"]))]

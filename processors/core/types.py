@@ -101,13 +101,25 @@ class SelectedGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class Hypothesis:
+    """One ranked cause the model proposed, and the computed facts (digest line ids) it rests on."""
+
+    cause: str
+    facts: tuple[str, ...]
+    confidence: Literal["low", "medium", "high"]
+
+
+@dataclass(frozen=True, slots=True)
 class Analysis:
-    """The model's answer after it validated against schemas/analysis.schema.json."""
+    """The model's answer after it validated (schemas/analysis.schema.json and the checks in code).
+    `likely_cause` and `confidence` are the top hypothesis's; `evidence` is the text of the digest lines
+    it cites, as Sieve computed them (never model text)."""
 
     likely_cause: str
     evidence: tuple[str, ...]
     next_checks: tuple[str, ...]
     confidence: Literal["low", "medium", "high"]
+    hypotheses: tuple[Hypothesis, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,10 +22,12 @@ from processors.ports import ModelReply
 
 SECRET = b"test-pseudonym-secret-0123456789"
 GOOD = {
-    "likely_cause": "The order API times out waiting for database connections.",
-    "evidence": ["[G1.S1] most failing requests are GET /api/orders/<NUM> with status 500", "[G1] 412 errors, 4.1% of traffic"],
+    "hypotheses": [
+        {"cause": "The order API times out waiting for database connections.", "facts": ["G1", "G1.S1"],
+         "confidence": "medium"},
+        {"cause": "One client retries aggressively against a failing backend.", "facts": ["G1"], "confidence": "low"},
+    ],
     "next_checks": ["Check the connection pool metrics of the orders service."],
-    "confidence": "medium",
 }
 PLANTED = {
     "aws": "AKIAIOSFODNN7EXAMPLE",
@@ -100,7 +102,9 @@ def test_valid_answer_is_analysed_and_audited(world):
     analyser = ScriptedAnalyser(GOOD)
     out = run(world, analyser)
     assert out.status == "analysed", out.reason
-    assert out.analysis.likely_cause == GOOD["likely_cause"] and out.analysis.confidence == "medium"
+    assert out.analysis.likely_cause == GOOD["hypotheses"][0]["cause"] and out.analysis.confidence == "medium"
+    assert [h.cause for h in out.analysis.hypotheses] == [h["cause"] for h in GOOD["hypotheses"]]
+    assert out.analysis.evidence[0].startswith("[G1] status=500")  # the computed line it cites, not model text
     call = analyser.calls[0]
     assert call["system"] == system_prompt("en") and call["max_tokens"] == 300
     assert call["json_schema"] == load_analysis_schema()
@@ -121,7 +125,7 @@ def test_valid_answer_is_analysed_and_audited(world):
 
 
 def test_invalid_json_then_valid_retries_once_with_the_error(world):
-    analyser = ScriptedAnalyser('{"likely_cause": "db", "evidence": [', "```json\n" + json.dumps(GOOD) + "\n```")
+    analyser = ScriptedAnalyser('{"hypotheses": [{"cause": "db", "facts": [', "```json\n" + json.dumps(GOOD) + "\n```")
     out = run(world, analyser)
     assert out.status == "analysed" and out.reason == "attempt 2"
     first, second = analyser.calls
@@ -134,7 +138,7 @@ def test_invalid_json_then_valid_retries_once_with_the_error(world):
 
 
 def test_invalid_twice_is_invalid_output_with_facts_only(world):
-    bad_schema = {**GOOD, "confidence": "certain", "extra": 1}
+    bad_schema = {**GOOD, "hypotheses": [{**GOOD["hypotheses"][0], "confidence": "certain"}], "extra": 1}
     analyser = ScriptedAnalyser("not json at all", bad_schema)
     out = run(world, analyser)
     assert out.status == "invalid_output" and out.analysis is None
@@ -144,10 +148,10 @@ def test_invalid_twice_is_invalid_output_with_facts_only(world):
 
 
 def test_evidence_citing_a_line_that_is_not_in_the_digest_is_invalid(world):
-    hallucinated = {**GOOD, "evidence": ["[G7.S3] made up"]}
+    hallucinated = {**GOOD, "hypotheses": [{**GOOD["hypotheses"][0], "facts": ["G7.S3"]}]}
     analyser = ScriptedAnalyser(hallucinated, hallucinated)
     out = run(world, analyser)
-    assert out.status == "invalid_output" and "cites [G7.S3], which is not in the digest" in out.reason
+    assert out.status == "invalid_output" and "cites G7.S3, which the digest does not have" in out.reason
     assert "valid ids: G1, G1.S1" in analyser.calls[1]["user"]
 
 
@@ -222,7 +226,8 @@ def test_a_large_window_is_fitted_to_the_per_call_budget_not_refused(report_fact
     cfg = BoundaryConfig(model_id="test.model-v1", redaction_secret=SECRET, budget=BudgetConfig(tokens_per_call=2000, max_output_tokens=300))
     client = boto3.client("dynamodb")
     # this window's digest has no "412" or "4.1%", so the answer may not state them (fact check)
-    analyser = ScriptedAnalyser({**GOOD, "evidence": ["[G1] the busiest path fails most"]})
+    analyser = ScriptedAnalyser({**GOOD, "hypotheses": [{"cause": "The busiest backend fails most under load",
+                                                          "facts": ["G1"], "confidence": "low"}]})
     out = analyse_window(report, sel.selected, cfg, analyser, DynamoDBBudgetStore(tables["state"], client=client),
                          DynamoDBAuditStore(tables["audit"], client=client), itertools.count(1_764_000_000).__next__)
     assert out.status == "analysed", out.reason

@@ -1,5 +1,5 @@
-"""The answer's evidence may only state numbers that the digest contains: a made-up count or share
-is refused deterministically, like a made-up line id."""
+"""A hypothesis may only state numbers that the digest contains: a made-up count or share is refused
+deterministically, like a made-up line id."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ TEXT = ("rule errors-by-path, window 10:08-10:09, 708 events\n"
 DIGEST = Digest(rule="errors-by-path", window=Window(0, 60), groups=(), text=TEXT, digest_hash="h", redaction_counts={})
 
 
-def answer(evidence: str) -> str:
-    return json.dumps({"likely_cause": "checkout fails", "evidence": [evidence], "next_checks": ["look"],
-                       "confidence": "low"})
+def answer(cause: str) -> str:
+    fact = "G1.S1" if "[G1.S1]" in cause else "G1"
+    cause = cause.split("] ", 1)[1]
+    return json.dumps({"hypotheses": [{"cause": f"checkout backend broken: {cause}", "facts": [fact, "G1"],
+                                       "confidence": "low"}], "next_checks": ["look"]})
 
 
 @pytest.fixture(autouse=True)

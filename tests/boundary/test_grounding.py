@@ -35,14 +35,16 @@ def digest():
 
 
 def reply(cause: str, evidence: list[str]) -> str:
-    return json.dumps({"likely_cause": cause, "evidence": evidence, "next_checks": ["look at the checkout service"],
-                       "confidence": "high"})
+    """One hypothesis citing the ids of the given evidence lines ("[G1] ..." -> "G1")."""
+    facts = [e[1:e.index("]")] for e in evidence]
+    return json.dumps({"hypotheses": [{"cause": cause, "facts": facts, "confidence": "high"}],
+                       "next_checks": ["look at the checkout service"]})
 
 
 def test_a_cause_stated_in_computed_facts_passes():
     d = digest()
     assert PLANTED in d.text  # the sample really carries the planted text (it is not instruction-like)
-    a = parse_analysis(reply("POST /api/v1/checkout fails with status 500 for 61 requests, a new burst",
+    a = parse_analysis(reply("The checkout backend broke: POST /api/v1/checkout fails with status 500 for 61 requests",
                              ["[G1] path=/api/v1/checkout status 500, 61 requests", "[G1.S1] POST with status 500"]),
                        load_analysis_schema(), d)
     assert a.confidence == "high"
@@ -89,14 +91,15 @@ def test_the_longest_valid_answer_fits_the_output_budget():
     from processors.core.budget import BudgetConfig
 
     schema = load_analysis_schema()["properties"]
+    h = schema["hypotheses"]["items"]["properties"]
     longest = {
-        "likely_cause": "x" * schema["likely_cause"]["maxLength"],
-        "evidence": ["[G1.S1] " + "x" * (schema["evidence"]["items"]["maxLength"] - 8)] * schema["evidence"]["maxItems"],
+        "hypotheses": [{"cause": "x" * h["cause"]["maxLength"], "facts": ["G99.S99"] * h["facts"]["maxItems"],
+                        "confidence": "medium"}] * schema["hypotheses"]["maxItems"],
         "next_checks": ["x" * schema["next_checks"]["items"]["maxLength"]] * schema["next_checks"]["maxItems"],
-        "confidence": "medium",
     }
     budget = BudgetConfig()
-    assert len(json.dumps(longest, indent=1)) / budget.bytes_per_token <= budget.max_output_tokens
+    # as the model writes it (compact JSON), at the budget's conservative 3 characters per token
+    assert len(json.dumps(longest)) / budget.bytes_per_token <= budget.max_output_tokens
 
 
 @pytest.mark.parametrize("cause", [

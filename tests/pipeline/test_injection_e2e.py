@@ -81,9 +81,9 @@ class RecordingAnalyser:
     def complete(self, system, user, *, max_tokens, json_schema=None):
         self.prompts.append(user)
         gid = next(tok[1:-1] for tok in user.split() if tok.startswith("[G") and tok.endswith("]"))
-        return ModelReply(json.dumps({"likely_cause": "POST /api/v1/checkout fails with 500 for many clients",
-                                      "evidence": [f"[{gid}] 500s on checkout"], "next_checks": ["checkout logs"],
-                                      "confidence": "low"}), "recording", 100, 20, 1)
+        return ModelReply(json.dumps({"hypotheses": [{"cause": "The checkout backend broke for many clients at once",
+                                                      "facts": [gid], "confidence": "low"}],
+                                      "next_checks": ["checkout logs"]}), "recording", 100, 20, 1)
 
 
 @pytest.fixture()

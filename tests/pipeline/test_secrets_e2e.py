@@ -83,9 +83,8 @@ class RecordingAnalyser:
     def complete(self, system, user, *, max_tokens, json_schema=None):
         self.prompts.append(system + "\n" + user)
         ids = [tok[1:-1] for tok in user.split() if tok.startswith("[G") and tok.endswith("]")]
-        answer = {"likely_cause": "The reset and login endpoints fail for one client.",
-                  "evidence": [f"[{ids[0]}] 500s on the reset endpoint"], "next_checks": ["check the auth service"],
-                  "confidence": "low"}
+        answer = {"hypotheses": [{"cause": "The reset and login endpoints fail for one client.", "facts": [ids[0]],
+                                  "confidence": "low"}], "next_checks": ["check the auth service"]}
         return ModelReply(json.dumps(answer), "recording", 100, 20, 1)
 
 

@@ -111,9 +111,11 @@ def test_every_message_shows_computed_and_inferred_with_model_and_tokens(outcome
     payload = render(r, version="9.9.9")
     ids = [b.get("block_id") for b in payload["blocks"]]
     assert ids[0] == "sieve-header"
-    assert ids.index("computed-summary") < ids.index("computed-topn") < min(i for i, b in enumerate(ids) if b and b.startswith("ai-"))
+    after_facts = [i for i, b in enumerate(ids) if b and (b.startswith("ai-") or b == "facts-only")]
+    assert ids.index("computed-summary") < ids.index("computed-topn") < min(after_facts)
     assert "Computed by Sieve" in text_of(payload, "computed-summary")
-    assert ":robot_face: AI inference" in all_text(payload)
+    # an answer that was refused shows no AI section (the facts speak for themselves); the others say what happened
+    assert (":robot_face: AI inference" in all_text(payload)) == (outcome.status != "invalid_output")
     footer = text_of(payload, "sieve-footer")
     assert ids[-1] == "sieve-footer"
     assert f"tokens {outcome.tokens_in:,} in / {outcome.tokens_out:,} out" in footer
@@ -136,7 +138,6 @@ def test_analysed_message_labels_the_inference_as_not_verified():
     ("status", "phrase"),
     [
         ("budget_exhausted", "budget is exhausted"),
-        ("invalid_output", "failed schema validation"),
         ("model_error", "model call failed"),
         ("disabled", "disabled"),
         ("nothing_selected", "No group crossed"),
@@ -151,6 +152,15 @@ def test_no_analysis_variants_post_the_facts_with_the_reason(status, phrase):
     assert "posted without analysis" in text
     assert "Likely cause" not in all_text(payload)
     assert "10.0.0.1, 500" in text_of(payload, "computed-topn")  # the facts are still there
+
+
+def test_an_ungrounded_answer_leaves_no_ai_section_only_a_line_saying_the_facts_speak_for_themselves():
+    payload = render(report(outcome=analysed(status="invalid_output", analysis=None, reason="no hypothesis cites a contrast")))
+    assert not [b for b in payload["blocks"] if str(b.get("block_id", "")).startswith("ai-")]
+    assert "AI inference" not in all_text(payload)
+    facts_only = next(b for b in payload["blocks"] if b.get("block_id") == "facts-only")
+    assert "speak for themselves" in json.dumps(facts_only) and "no hypothesis cites a contrast" in json.dumps(facts_only)
+    assert "10.0.0.1, 500" in text_of(payload, "computed-topn")
 
 
 def test_topn_table_ranks_values_and_shares():
