@@ -369,23 +369,36 @@ class BedrockLocalServer(ThreadingHTTPServer):
 
 def build_app(
     *,
+    model: str | None = None,
     model_path: str | None = None,
     n_threads: int | None = None,
     aliases: tuple[str, ...] = (),
     busy_wait_s: float = 30.0,
 ) -> LocalBedrock:
-    """The default wiring: Qwen (via LlamaChat, loaded on first Converse) and USE embeddings."""
+    """The default wiring: a local chat model (via LlamaChat, loaded on first Converse) and USE embeddings.
+
+    `model` names a known model (processors/adapters/model_files.py `MODELS`; default $SIEVE_MODEL, else
+    the 0.5B Qwen); `model_path` is a GGUF file (default $SIEVE_MODEL_PATH, else `model`'s verified cached
+    file, joined from its parts on first use). Converse answers under `model`'s id when it is given or
+    no file is, else under the id of the known model the file is (an unknown file: its stem)."""
+    import os
+    from pathlib import Path
+
     from processors.adapters.embedders import UseEmbedder
-    from processors.adapters.model_files import QWEN_MODEL_ID
+    from processors.adapters.model_files import ensure_model, get_model, model_id_for
+
+    path = model_path or os.environ.get("SIEVE_MODEL_PATH") or None
+    spec = get_model(model) if model is not None or path is None else None  # an unknown name fails here, at start
+    model_id = spec.model_id if spec is not None else model_id_for(Path(path))
 
     def chat_factory():
         from processors.adapters.llama import LlamaChat
 
-        return LlamaChat(model_path=model_path, model_id=QWEN_MODEL_ID, n_threads=n_threads)
+        return LlamaChat(model_path=path or ensure_model(spec), model_id=model_id, n_threads=n_threads)
 
     return LocalBedrock(
         chat_factory=chat_factory,
         embedder_factory=UseEmbedder,
-        chat_model_ids=frozenset({QWEN_MODEL_ID, *aliases}),
+        chat_model_ids=frozenset({model_id, *aliases}),
         busy_wait_s=busy_wait_s,
     )
