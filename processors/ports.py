@@ -10,7 +10,7 @@ a port are plain frozen dataclasses in processors/core/types.py, never vendor ty
     Notifier      a finalised window -> one Slack message (idempotent)
     BudgetLedger  token/call budgets, reserved before a model call
     AuditSink     one record per model call attempt
-    WindowStore   the log pipeline's state: cursors, partials, open windows, progress, reports, cooldowns
+    WindowStore   the log pipeline's state: cursors, partials, open windows, progress, reports, cooldowns, mutes
     RejectSink    undecodable records, kept with their reason
     FaqIndex      role indexes of FAQ entries (upsert/delete with external versions)
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from processors.core.budget import BudgetConfig
 from processors.core.types import (
@@ -36,6 +36,9 @@ from processors.core.types import (
     WindowReport,
 )
 from processors.errors import ServiceError, SieveError
+
+if TYPE_CHECKING:  # core.incidents imports the renderer, which imports these ports
+    from processors.core.incidents import Mute
 
 __all__ = [
     "Analyser", "AuditSink", "BudgetLedger", "Embedder", "FaqIndex", "Notifier", "RejectSink", "Retriever",
@@ -159,6 +162,10 @@ class WindowStore(Protocol):
     def last_selected(self, rule: str) -> dict[tuple[str, ...], LastSelected]: ...
 
     def mark_selected(self, rule: str, selected: Mapping[tuple[str, ...], LastSelected]) -> None: ...
+
+    def mutes(self, rule: str) -> dict[str, Mute]:
+        """Mutes of the rule's incidents by incident id (processors.core.incidents; expired ones too)."""
+        ...
 
 
 class RejectSink(Protocol):

@@ -122,22 +122,15 @@ def finalise_config(loaded: LoadedConfig, redaction_secret: bytes):
 
 
 def slack_notifier(loaded: LoadedConfig, secrets=None):
-    """The notifier kind of pipelines.logs.slack (today: an incoming webhook). SLACK_WEBHOOK_URL, when
-    set, overrides the secret (local runs against a receiver)."""
+    """The notifier kind of pipelines.logs.slack, built by the kind: `webhook` (SLACK_WEBHOOK_URL overrides
+    the secret) or `bot` (threads per incident in the state table; SLACK_BOT_TOKEN / SLACK_API_URL override)."""
     from processors.adapters import aws
-    from processors.adapters.slack import SlackWebhookNotifier
 
     slack = logs_pipeline(loaded.config).slack
     region = aws.region(loaded.config.region)
-    queue_url = None
-    if slack.failure_queue:
-        queue_url = aws.client("sqs", region).get_queue_url(QueueName=slack.failure_queue)["QueueUrl"]
-    url = os.environ.get("SLACK_WEBHOOK_URL")
-    return SlackWebhookNotifier(
-        webhook_url=url or None, secret_id=None if url else slack.webhook_secret, secret_key=slack.webhook_key,
-        idempotency_table=slack.idempotency_table, failure_queue_url=queue_url,
-        dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region),
-    )
+    if slack.kind == "bot":
+        return slack.build(region=region, state=state_store(loaded), secrets=secrets)
+    return slack.build(region=region)
 
 
 def finaliser(loaded: LoadedConfig, *, notifier=None, analyser=None, clock: Callable[[], float] = time.time,
@@ -216,6 +209,8 @@ def _finaliser_needs(cfg: Config, needs: Needs) -> None:
         needs.add("secrets", ai.redaction_secret)
         needs.kinds.append(ai.analyser)
     needs.add("secrets", slack.webhook_secret)
+    if slack.kind == "bot":
+        needs.add("secrets", slack.token_secret)     # the bot token (threads live in the state table)
 
 
 def _faq_needs(cfg: Config, needs: Needs) -> None:
@@ -320,7 +315,44 @@ def ask_app(loaded: LoadedConfig, *, secrets=None, **kwargs) -> AskApp:
     return AskApp(asker(loaded, **kwargs), lambda: secrets.get(faq.slack_secret, faq.slack_signing_key))
 
 
+# ------------------------------------------------------------------------------------ Slack interactivity
+
+
+@dataclass
+class SlackActionsApp:
+    """What the Slack interactivity handler holds per container: where acks and mutes go, the signing
+    secret, how the clicked message is answered (a response_url post) and how long an ack is kept."""
+
+    store: object  # adapters.state_store.StateStore: put_ack, put_mute
+    signing_secret: Callable[[], str]
+    respond: Callable[[str, dict], int]
+    ack_ttl_seconds: int = 86400
+
+
+def slack_actions_app(loaded: LoadedConfig, *, secrets=None, store=None, respond=None) -> SlackActionsApp:
+    """Acknowledge / Mute clicks on incident threads (notifier kind `bot`) -> the state table."""
+    from processors.adapters import aws
+    from processors.adapters.slack import post_to_response_url
+
+    slack = logs_pipeline(loaded.config).slack
+    if slack.kind != "bot":
+        raise ConfigError("pipelines.yaml", ["pipelines.logs.slack.kind: the Slack interactivity endpoint needs "
+                                             "kind: bot (an incoming webhook has no buttons)"])
+    secrets = secrets or aws.Secrets()
+    return SlackActionsApp(store or state_store(loaded), lambda: secrets.get(slack.signing, slack.signing_key),
+                           respond or post_to_response_url, slack.incident_gap_seconds + 86400)
+
+
+def _slack_actions_needs(cfg: Config, needs: Needs) -> None:
+    logs = cfg.pipelines.logs
+    if logs is None or logs.slack.kind != "bot":
+        return
+    needs.add("tables", logs.state.table)            # acks and mutes
+    needs.add("secrets", logs.slack.signing)         # the Slack signing secret
+
+
 LOGS: Component = Component(logs_ingest, _logs_needs)
 FINALISER: Component = Component(finaliser, _finaliser_needs)
 FAQ: Component = Component(faq_indexer, _faq_needs)
 ASK: Component = Component(ask_app, _ask_needs)
+SLACK_ACTIONS: Component = Component(slack_actions_app, _slack_actions_needs)

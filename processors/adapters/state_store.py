@@ -7,6 +7,14 @@
   report#<rule>                    <window start, 12 digits>         the finalised TopNReport (JSON) and what was done
   selected#<rule>                  <contributor key>                 when a key was last selected, with its value
   cursor                           <shard>                           highest sequence number already counted
+  thread#<rule>                    <incident id>                     the incident's Slack thread: channel, parent ts,
+                                                                     windows posted, parent body (bot notifier)
+  ack#<rule>                       <incident id>                     who acknowledged the incident's thread, when
+  mute#<rule>                      <incident id>                     who muted the incident, when, until (TTL: until)
+
+An incident id is `processors.core.incidents.incident_id(rule, key values)`. Thread and ack items
+expire `ttl_seconds` after their write (the bot notifier: its incident gap plus a day); a mute when
+it ends (and is ignored after `until` anyway, since DynamoDB's TTL deletes lazily).
 
 Exactly-once counting per shard: a flush writes its partials and moves the shard's cursor in one
 transaction, conditional on the cursor still being what the invocation read. Records at or below
@@ -28,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.adapters import aws
 from processors.core.batching import bounded_batches
+from processors.core.incidents import Ack, Mute, Thread
 from processors.core.records import report_from_dict
 from processors.core.types import LastSelected, Partial, ShardProgress, StoredReport, TopNReport
 from processors.ports import TransientFailure
@@ -249,6 +258,47 @@ class StateStore:
             for key, last in selected.items():
                 batch.put_item(Item={"pk": f"selected#{rule}", "sk": json.dumps(list(key)), "value": aws.to_ddb(last.value),
                                      "at": last.at, "expires_at": self._expiry()})
+
+    # --- incidents (Slack threads, acks, mutes) ---------------------------------------------
+
+    @_transient
+    def thread(self, rule: str, incident: str) -> Thread | None:
+        item = self.table.get_item(Key={"pk": f"thread#{rule}", "sk": incident}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return Thread(item["channel"], item["ts"], int(item["first_window"]), int(item["last_window"]),
+                      int(item["last_window_end"]), int(item["windows"]), float(item["last_value"]),
+                      json.loads(item.get("parent") or "{}"))
+
+    @_transient
+    def put_thread(self, rule: str, incident: str, thread: Thread, *, ttl_seconds: int) -> None:
+        self.table.put_item(Item={
+            "pk": f"thread#{rule}", "sk": incident, "channel": thread.channel, "ts": thread.ts,
+            "first_window": thread.first_window, "last_window": thread.last_window,
+            "last_window_end": thread.last_window_end, "windows": thread.windows,
+            "last_value": aws.to_ddb(float(thread.last_value)), "parent": json.dumps(thread.parent, ensure_ascii=False),
+            "updated_at": int(time.time()), "expires_at": int(time.time()) + ttl_seconds})
+
+    @_transient
+    def ack(self, rule: str, incident: str) -> Ack | None:
+        item = self.table.get_item(Key={"pk": f"ack#{rule}", "sk": incident}, ConsistentRead=True).get("Item")
+        return None if item is None else Ack(item["by"], int(item["at"]), item.get("thread_ts", ""), item.get("by_name", ""))
+
+    @_transient
+    def put_ack(self, rule: str, incident: str, ack: Ack, *, ttl_seconds: int) -> None:
+        self.table.put_item(Item={"pk": f"ack#{rule}", "sk": incident, "by": ack.by, "by_name": ack.by_name,
+                                  "at": ack.at, "thread_ts": ack.thread_ts, "expires_at": ack.at + ttl_seconds})
+
+    @_transient
+    def mutes(self, rule: str) -> dict[str, Mute]:
+        """Every mute of the rule's incidents by incident id (expired ones too: `core.incidents.muted` decides)."""
+        return {i["sk"]: Mute(i["by"], int(i["at"]), int(i["until"]), i.get("by_name", ""))
+                for i in self._query(Key("pk").eq(f"mute#{rule}"))}
+
+    @_transient
+    def put_mute(self, rule: str, incident: str, mute: Mute) -> None:
+        self.table.put_item(Item={"pk": f"mute#{rule}", "sk": incident, "by": mute.by, "by_name": mute.by_name,
+                                  "at": mute.at, "until": mute.until, "expires_at": mute.until})
 
     # --- helpers ----------------------------------------------------------------------------
 

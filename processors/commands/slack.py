@@ -1,5 +1,6 @@
-"""`sieve slack receive` runs a local Slack webhook receiver; `sieve slack show FILE` renders a saved
-payload (a JSON payload, or the JSONL the receiver writes) in the terminal.
+"""`sieve slack receive` runs a local Slack receiver (incoming webhooks and the Web API a bot token
+uses); `sieve slack show FILE` renders a saved payload (a JSON payload, or the JSONL the receiver
+writes) in the terminal, Web API messages as threads: the parent, then its replies indented.
 
 What is rendered passes the same secret redaction as Slack itself (processors/core/surfaces.py), with
 the patterns of pipelines.yaml: payloads Sieve posted are clean already, this is belt and braces for
@@ -22,11 +23,12 @@ class SlackCommandError(SieveError):
 def register(subparsers) -> None:
     from processors.runtime.slack_terminal import CONFIG_HELP
 
-    parser = subparsers.add_parser("slack", help="local Slack webhook receiver and payload viewer")
+    parser = subparsers.add_parser("slack", help="local Slack receiver (webhook and Web API) and payload viewer")
     sub = parser.add_subparsers(dest="slack_command", metavar="SUBCOMMAND")
     sub.required = True
 
-    receive = sub.add_parser("receive", help="run a local Slack incoming-webhook receiver (Ctrl-C stops it)")
+    receive = sub.add_parser("receive", help="run a local Slack receiver: incoming webhooks and chat.postMessage / "
+                                            "chat.update with a bot token (Ctrl-C stops it)")
     receive.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     receive.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     receive.add_argument("--out", help="append every accepted payload to this JSONL file")
@@ -40,7 +42,8 @@ def register(subparsers) -> None:
 
     show = sub.add_parser("show", help="render a saved Block Kit payload in the terminal")
     show.add_argument("file", help="a webhook payload (.json) or a receiver log (.jsonl)")
-    show.add_argument("--all", action="store_true", help="for a .jsonl log: show every payload, not only the last")
+    show.add_argument("--all", action="store_true",
+                      help="for a .jsonl log: show every payload (every thread), not only the last")
     show.add_argument("--config", help=CONFIG_HELP)
     show.set_defaults(func=_show)
 
@@ -49,13 +52,17 @@ def _receive(args) -> int:
     from rich.console import Console
 
     from processors.runtime.slack_receiver import SlackReceiver
-    from processors.runtime.slack_terminal import people_view, show
+    from processors.runtime.slack_terminal import people_view, show, show_conversations, conversations
 
     console = Console()
     view = people_view(args.config)
     receiver = SlackReceiver(host=args.host, port=args.port, out=args.out)
     if not args.quiet:
         receiver.on_accept = lambda payload: show([payload], console, view)
+        receiver.on_message = lambda record: (
+            console.print(f"[bold blue]{record['method']}[/] {record['channel']} {record['ts']}"
+                          + (f" in thread {record['thread_ts']}" if record.get("thread_ts") else "")),
+            show_conversations(conversations([{k: v for k, v in record.items() if k != "method"}]), console, view))
     if args.fail_first:
         receiver.fail_next(args.fail_first, args.fail_status, retry_after=args.retry_after if args.fail_status == 429 else None)
     try:
@@ -63,6 +70,7 @@ def _receive(args) -> int:
     except OSError as exc:
         raise SlackCommandError(f"cannot listen on {args.host}:{args.port}: {exc}; pick another --port") from exc
     console.print(f"Slack receiver listening; webhook URL:\n  {receiver.url}")
+    console.print(f"Web API (SLACK_API_URL): {receiver.api_url}  bot token (SLACK_BOT_TOKEN): {receiver.bot_token}")
     if args.out:
         console.print(f"accepted payloads are appended to {args.out}")
     stop = threading.Event()
@@ -79,6 +87,12 @@ def _receive(args) -> int:
 
 def load_payloads(path: Path) -> list[dict]:
     """Payloads from a single JSON payload file or a receiver JSONL log (`{"payload": ...}` lines)."""
+    return [r.get("payload", r) if "blocks" not in r and "text" not in r else r for r in load_records(path)]
+
+
+def load_records(path: Path) -> list[dict]:
+    """The records of a single JSON payload file or a receiver JSONL log, as saved (Web API records keep
+    `method`, `channel`, `ts`, `thread_ts`)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -88,7 +102,7 @@ def load_payloads(path: Path) -> list[dict]:
     except ValueError:
         whole = None
     if isinstance(whole, dict):
-        return [whole.get("payload", whole) if "blocks" not in whole and "text" not in whole else whole]
+        return [whole]
     payloads = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -99,16 +113,16 @@ def load_payloads(path: Path) -> list[dict]:
             raise SlackCommandError(f"{path}:{n}: not JSON ({exc}); expected one payload per line") from None
         if not isinstance(item, dict):
             raise SlackCommandError(f"{path}:{n}: expected a JSON object, got {type(item).__name__}")
-        payloads.append(item.get("payload", item) if "blocks" not in item and "text" not in item else item)
+        payloads.append(item)
     if not payloads:
         raise SlackCommandError(f"{path}: no payload found (empty file?)")
     return payloads
 
 
 def _show(args) -> int:
-    from processors.runtime.slack_terminal import people_view, show
+    from processors.runtime.slack_terminal import conversations, people_view, show_conversations
 
     view = people_view(args.config)
-    payloads = load_payloads(Path(args.file))
-    show(payloads if args.all else payloads[-1:], view=view)
+    convs = conversations(load_records(Path(args.file)))
+    show_conversations(convs if args.all else [max(convs, key=lambda c: c.last_seen)], view=view)
     return 0

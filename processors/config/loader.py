@@ -163,6 +163,9 @@ def _cross_references(cfg: Config) -> list[str]:
             problems.append("pipelines.logs.ai.redaction_secret: required when an analyser is configured "
                             "(IP pseudonyms are keyed by it); or set ai.analyser.kind: none")
         need("secret", r.secrets, logs.slack.webhook_secret, "pipelines.logs.slack.webhook_secret")
+        if logs.slack.kind == "bot":
+            need("secret", r.secrets, logs.slack.token_secret, "pipelines.logs.slack.token_secret")
+            need("secret", r.secrets, logs.slack.signing_secret, "pipelines.logs.slack.signing_secret")
         need("table", r.tables, logs.slack.idempotency_table, "pipelines.logs.slack.idempotency_table")
         need("queue", r.queues, logs.slack.failure_queue, "pipelines.logs.slack.failure_queue")
     faq = cfg.pipelines.faq
@@ -202,6 +205,8 @@ def _compile_rules(cfg: Config, base_dir: Path) -> tuple[tuple[Any, ...], list[s
         compiled.append(rule)
     if not logs.rules:
         problems.append("pipelines.logs.rules: at least one rule is required")
+    for rule in sorted(set(getattr(logs.slack, "channels", {})) - names):
+        problems.append(f"pipelines.logs.slack.channels.{rule}: no rule named {rule!r} (rules: {', '.join(sorted(names))})")
     return tuple(compiled), problems
 
 

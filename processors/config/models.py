@@ -424,8 +424,77 @@ class SlackWebhookNotifierSpec(Strict):
     idempotency_table: str | None = None
     failure_queue: str | None = None
 
+    def build(self, *, region: str, state=None, secrets=None):
+        """SLACK_WEBHOOK_URL, when set, overrides the secret (local runs against a receiver)."""
+        import os
 
-SlackSpec = Annotated[Annotated[SlackWebhookNotifierSpec, Tag("webhook")], Discriminator(_kind_of("webhook"))]
+        from processors.adapters import aws
+        from processors.adapters.slack import SlackWebhookNotifier
+
+        queue_url = aws.client("sqs", region).get_queue_url(QueueName=self.failure_queue)["QueueUrl"] if self.failure_queue else None
+        url = os.environ.get("SLACK_WEBHOOK_URL")
+        return SlackWebhookNotifier(
+            webhook_url=url or None, secret_id=None if url else self.webhook_secret, secret_key=self.webhook_key,
+            idempotency_table=self.idempotency_table, failure_queue_url=queue_url,
+            dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region),
+        )
+
+    def iam(self) -> list[dict]:
+        return []  # its table, queue and secret are resources (wiring.Needs); Slack is reached over HTTPS
+
+
+class SlackBotNotifierSpec(Strict):
+    """A Slack app's bot token: one thread per incident (rule + contributor key) with Acknowledge and
+    Mute buttons; thread ts, acks and mutes in the state table; idempotent per window like the webhook
+    (Powertools idempotency on a DynamoDB table); what could not be posted to an SQS queue. The buttons
+    are answered by processors.handlers.slack_actions (Slack interactivity, signed requests)."""
+
+    kind: Literal["bot"]
+    token_secret: str = Field(description="Secrets Manager secret holding the bot token (JSON key `token_key`, or the plain token).")
+    token_key: str = "bot_token"
+    signing_secret: str | None = Field(default=None, description="Secrets Manager secret holding the Slack signing secret "
+                                       "(JSON key `signing_key`) for the interactivity endpoint; default: token_secret.")
+    signing_key: str = "signing_secret"
+    channel: str = Field(description="Default channel (id, or name) of incident threads.")
+    channels: dict[str, str] = Field(default={}, description="Rule name -> channel, for rules whose threads go elsewhere.")
+    incident_gap_seconds: Annotated[int, Field(ge=60, le=7 * 86400)] = Field(
+        default=3600, description="A window at most this long after an incident's last posted window continues its thread.")
+    api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL (SLACK_API_URL overrides it).")
+    idempotency_table: str | None = None
+    failure_queue: str | None = None
+
+    @property
+    def webhook_secret(self) -> None:
+        """None: this kind has no webhook (config/loader.py and runtime/sam.py ask every kind for one)."""
+        return None
+
+    @property
+    def signing(self) -> str:
+        return self.signing_secret or self.token_secret
+
+    def build(self, *, region: str, state=None, secrets=None):
+        """SLACK_BOT_TOKEN and SLACK_API_URL, when set, override the secret and the URL (local runs)."""
+        import os
+
+        from processors.adapters import aws
+        from processors.adapters.slack import SlackBotNotifier
+
+        queue_url = aws.client("sqs", region).get_queue_url(QueueName=self.failure_queue)["QueueUrl"] if self.failure_queue else None
+        token = os.environ.get("SLACK_BOT_TOKEN")
+        return SlackBotNotifier(
+            state=state, channel=self.channel, channels=self.channels, token=token or None,
+            token_secret=None if token else self.token_secret, token_key=self.token_key, secrets=secrets,
+            api_url=os.environ.get("SLACK_API_URL") or self.api_url, incident_gap_seconds=self.incident_gap_seconds,
+            idempotency_table=self.idempotency_table, failure_queue_url=queue_url,
+            dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region),
+        )
+
+    def iam(self) -> list[dict]:
+        return []
+
+
+SlackSpec = Annotated[Annotated[SlackWebhookNotifierSpec, Tag("webhook")] | Annotated[SlackBotNotifierSpec, Tag("bot")],
+                      Discriminator(_kind_of("webhook"))]
 
 
 class LogsPipeline(Strict):

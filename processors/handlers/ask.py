@@ -10,17 +10,15 @@ to the command's `response_url` (a Slack URL only; loopback too outside Lambda).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 
 from processors import wiring
-from processors.adapters.slack import allowed_response_url, dispatch_async, post_to_response_url, verify_slack
+from processors.adapters.slack import allowed_response_url, dispatch_async, post_to_response_url, verified_form
 from processors.core.answer import Answer
 from processors.core.slack_blocks import answer_blocks, escape
 
@@ -35,18 +33,10 @@ def handler(event: dict, context: Any, *, now: Callable[[], float] = time.time) 
     app = _app.get()
     if "sieve_ask" in event:  # the asynchronous half: only ever created below, after verification
         return _follow_up(app, event["sieve_ask"])
-    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-    raw = event.get("body") or ""
-    try:
-        body = base64.b64decode(raw).decode("utf-8") if event.get("isBase64Encoded") else raw
-    except (ValueError, UnicodeDecodeError):
-        return _response(400, "bad request")
-    problem = verify_slack(app.signing_secret(), body, headers.get("x-slack-request-timestamp"),
-                           headers.get("x-slack-signature"), now=now)
-    if problem:
+    form, status, problem = verified_form(event, app.signing_secret(), now=now)
+    if form is None:
         logger.warning("slack request refused", extra={"reason": problem})
-        return _response(401, "invalid request")
-    form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        return _response(status, "invalid request" if status == 401 else "bad request")
     user = form.get("user_id", "")
     role = app.asker.role_of(user)
     question = form.get("text", "").strip()

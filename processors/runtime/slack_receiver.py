@@ -1,22 +1,37 @@
-"""A local Slack incoming-webhook receiver: real HTTP on loopback, validation like Slack's.
+"""A local Slack receiver: incoming webhooks and the Web API, real HTTP on loopback, validation like Slack's.
 
-It accepts POSTs at ``/services/...``, checks the payload the way Slack does (JSON object, ``text``
-or ``blocks``, at most 50 blocks, section text at most 3,000 chars, header at most 150, ...) and
-answers ``200 ok`` or ``400 <error>``. Accepted payloads are kept in memory and, with ``out=``,
-appended to a JSONL file. Tests script it to answer 429 (with ``Retry-After``) or 5xx for the next N
-requests, and read the arrival time of every request from `requests`.
+Webhooks: it accepts POSTs at ``/services/...``, checks the payload the way Slack does (JSON object,
+``text`` or ``blocks``, at most 50 blocks, section text at most 3,000 chars, header at most 150, ...)
+and answers ``200 ok`` or ``400 <error>``. Accepted payloads are kept in `accepted`.
+
+Web API (a bot token): ``POST /api/chat.postMessage`` and ``/api/chat.update`` (JSON or form bodies)
+with ``Authorization: Bearer <bot_token>`` answer like Slack, HTTP 200 with ``{"ok": true, "channel":
+<id>, "ts": <ts>, "message": ...}`` or ``{"ok": false, "error": ...}`` (``not_authed``, ``invalid_auth``,
+``channel_not_found``, ``no_text``, ``invalid_blocks``, ``message_not_found``; and, stricter than Slack,
+``thread_not_found`` for a thread_ts that is not a parent message here). Channel names get stable ids
+(`channel_id`). Messages are kept in `messages` (replies point at their parent, updates replace the
+payload and are counted) and `threads()` gives each parent with its replies.
+
+With ``out=`` every accepted webhook payload and Web API message is appended to a JSONL file
+(``{"received_at", "payload"}``, plus ``method``, ``channel``, ``ts``, ``thread_ts`` for the Web API),
+which `sieve slack show` renders (threads as parent, then replies indented). Tests script it to answer
+429 (with ``Retry-After``) or 5xx for the next N requests, and read the arrival time of every request
+from `requests`.
 
     with SlackReceiver() as rx:
-        notifier = SlackWebhookNotifier(webhook_url=rx.url, ...)
+        notifier = SlackWebhookNotifier(webhook_url=rx.url, ...)      # or
+        notifier = SlackBotNotifier(token=rx.bot_token, api_url=rx.api_url, channel="#oncall", ...)
         ...
-        assert len(rx.accepted) == 1
+        assert len(rx.accepted) == 1 / [len(replies) for _, replies in rx.threads()] == [1]
 
 Also `sieve slack receive [--port] [--out FILE]`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -25,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 # Slack's limits (research/reference-systems.md section 6). Checked independently of the renderer,
 # so the receiver is an oracle for it, not a copy of it.
@@ -38,6 +54,12 @@ BLOCK_ID = 255
 TOTAL_BLOCK_TEXT = 13_200  # Slack's undocumented msg_blocks_too_long threshold (bolt-js#2509)
 KNOWN_BLOCKS = {"section", "header", "context", "divider", "image", "actions", "rich_text", "markdown", "file", "video", "input"}
 TEXT_TYPES = {"plain_text", "mrkdwn"}
+ACTION_ELEMENTS = 25
+BUTTON_TEXT = 75
+ACTION_ID = 255
+BUTTON_VALUE = 2000
+API_METHODS = ("chat.postMessage", "chat.update")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{8,}$")
 
 
 class PayloadRejected(ValueError):
@@ -49,10 +71,10 @@ class PayloadRejected(ValueError):
         super().__init__(f"{error}: {detail}")
 
 
-def validate_payload(body: bytes) -> dict:
+def validate_payload(body: bytes | dict) -> dict:
     """The parsed payload, or PayloadRejected with Slack's error code."""
     try:
-        payload = json.loads(body)
+        payload = body if isinstance(body, dict) else json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadRejected("invalid_payload", f"body is not JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -108,7 +130,31 @@ def _check_block(i: int, block: object) -> int:
             for j, e in enumerate(elements)
             if not (isinstance(e, dict) and e.get("type") == "image")
         )
+    if kind == "actions":
+        _check_actions(where, block.get("elements"))
     return 0
+
+
+def _check_actions(where: str, elements: object) -> None:
+    if not isinstance(elements, list) or not 1 <= len(elements) <= ACTION_ELEMENTS:
+        raise PayloadRejected("invalid_blocks", f"{where}.elements: 1 to {ACTION_ELEMENTS} elements")
+    ids: set[str] = set()
+    for j, e in enumerate(elements):
+        at = f"{where}.elements[{j}]"
+        if not isinstance(e, dict) or not isinstance(e.get("type"), str):
+            raise PayloadRejected("invalid_blocks", f"{at} must be an object with a type")
+        action_id = e.get("action_id")
+        if action_id is not None:
+            if not isinstance(action_id, str) or not 0 < len(action_id) <= ACTION_ID or action_id in ids:
+                raise PayloadRejected("invalid_blocks", f"{at}.action_id must be a unique string of at most {ACTION_ID} chars")
+            ids.add(action_id)
+        if e["type"] != "button":
+            continue
+        _check_text(f"{at}.text", e.get("text"), BUTTON_TEXT, types={"plain_text"})
+        if "value" in e and (not isinstance(e["value"], str) or len(e["value"]) > BUTTON_VALUE):
+            raise PayloadRejected("invalid_blocks", f"{at}.value must be a string of at most {BUTTON_VALUE} chars")
+        if e.get("style") not in (None, "primary", "danger"):
+            raise PayloadRejected("invalid_blocks", f"{at}.style must be primary or danger")
 
 
 def _check_text(where: str, obj: object, limit: int, types: set[str] = TEXT_TYPES) -> int:
@@ -134,6 +180,18 @@ class ReceivedRequest:
     headers: dict = field(default_factory=dict)
 
 
+@dataclass
+class ApiMessage:
+    """A message posted through the Web API; `payload` is its latest text/blocks (chat.update replaces it)."""
+
+    channel: str
+    ts: str
+    payload: dict
+    thread_ts: str | None = None
+    updates: int = 0
+    versions: list = field(default_factory=list)  # every payload it had, oldest first
+
+
 @dataclass(frozen=True)
 class _Scripted:
     status: int
@@ -150,14 +208,19 @@ class SlackReceiver:
         self.out = Path(out) if out else None
         self.delay = delay  # seconds to wait before answering each request (to widen races in tests)
         self.token = secrets.token_hex(12)
+        self.bot_token = f"xoxb-local-{self.token}"
         self.requests: list[ReceivedRequest] = []
         self.accepted: list[dict] = []
+        self.messages: list[ApiMessage] = []
+        self.api_calls: list[tuple[str, dict]] = []  # (method, arguments) of every authorised Web API call
+        self._seq = 0
         self._script: deque[_Scripted] = deque()
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.on_accept = None  # optional callable(payload) run for each accepted payload
+        self.on_message = None  # optional callable(record) run for each Web API message (the JSONL record)
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -217,6 +280,25 @@ class SlackReceiver:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def api_url(self) -> str:
+        """The Web API base URL (what slack-sdk's WebClient takes as base_url)."""
+        return f"{self.base_url}/api/"
+
+    @staticmethod
+    def channel_id(channel: str) -> str:
+        """The id a channel name gets here (an id stays itself), stable across runs."""
+        name = channel.lstrip("#")
+        if _CHANNEL_ID.match(name):
+            return name
+        return "C" + hashlib.sha256(name.encode()).hexdigest()[:10].upper()
+
+    def threads(self) -> list[tuple[ApiMessage, list[ApiMessage]]]:
+        """Every top-level message with its replies, in posting order."""
+        with self._lock:
+            parents = [m for m in self.messages if m.thread_ts is None]
+            return [(p, [m for m in self.messages if m.thread_ts == p.ts and m.channel == p.channel]) for p in parents]
+
+    @property
     def url(self) -> str:
         """A webhook URL shaped like Slack's; the random last segment stands in for the secret."""
         return f"{self.base_url}/services/T0LOCAL00/B0LOCAL00/{self.token}"
@@ -226,7 +308,8 @@ class SlackReceiver:
     def fail_next(self, n: int, status: int, *, retry_after: int | None = None, body: str | None = None) -> None:
         """Answer the next `n` POSTs with `status` (e.g. 429 with Retry-After, or 500)."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        default = {429: "rate_limited", 500: "internal_error", 503: "service_unavailable"}.get(status, "error")
+        # "" for 429: a webhook answers rate_limited, the Web API ratelimited (chosen per request)
+        default = {429: "", 500: "internal_error", 503: "service_unavailable"}.get(status, "error")
         with self._lock:
             self._script.extend(_Scripted(status, body or default, dict(headers)) for _ in range(n))
 
@@ -244,13 +327,15 @@ class SlackReceiver:
         if self.delay:
             time.sleep(self.delay)
         payload: dict | None = None
+        if path.startswith("/api/"):
+            return self._handle_api(arrived, path, body, headers)
         if not path.startswith("/services/"):
             status, answer, extra = 404, "no_service", {}
         else:
             with self._lock:
                 scripted = self._script.popleft() if self._script else None
             if scripted is not None:
-                status, answer, extra = scripted.status, scripted.body, dict(scripted.headers)
+                status, answer, extra = scripted.status, scripted.body or "rate_limited", dict(scripted.headers)
                 try:
                     payload = json.loads(body)
                 except ValueError:
@@ -271,10 +356,97 @@ class SlackReceiver:
             self.on_accept(payload)
         return status, answer, extra
 
+    # --- the Web API ----------------------------------------------------------------------
+
+    def _handle_api(self, arrived: float, path: str, body: bytes, headers: dict) -> tuple[int, str, dict]:
+        if self.delay:
+            time.sleep(self.delay)
+        method = path[len("/api/"):].split("?", 1)[0]
+        with self._lock:
+            scripted = self._script.popleft() if self._script else None
+        args: dict | None = None
+        record = None
+        if scripted is not None:
+            status, extra = scripted.status, dict(scripted.headers)
+            answer = json.dumps({"ok": False, "error": scripted.body or "ratelimited"})
+        else:
+            status, extra = 200, {}
+            try:
+                args = _api_args(body, headers)
+                with self._lock:
+                    result, record = self._api_call(method, args, headers)
+            except PayloadRejected as exc:
+                result = {"ok": False, "error": exc.error, "detail": exc.detail[:200]}
+            answer = json.dumps(result)
+        extra["Content-Type"] = "application/json; charset=utf-8"
+        with self._arrived:
+            self.requests.append(ReceivedRequest(arrived, path, status, answer, args, headers))
+            if record is not None:
+                self._write(record)
+            self._arrived.notify_all()
+        if record is not None and self.on_message is not None:
+            self.on_message(record)
+        return status, answer, extra
+
+    def _api_call(self, method: str, args: dict, headers: dict) -> tuple[dict, dict | None]:
+        """Slack's answer and the record to save; called with the lock held."""
+        auth = str(headers.get("Authorization") or headers.get("authorization") or "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else str(args.get("token") or "")
+        if not token:
+            return {"ok": False, "error": "not_authed"}, None
+        if token != self.bot_token:
+            return {"ok": False, "error": "invalid_auth"}, None
+        if method not in API_METHODS:
+            return {"ok": False, "error": "unknown_method"}, None
+        self.api_calls.append((method, args))
+        if not args.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}, None
+        channel = self.channel_id(str(args["channel"]))
+        payload = validate_payload({k: args[k] for k in ("text", "blocks", "attachments") if k in args})
+        thread_ts = args.get("thread_ts") or None
+        if method == "chat.update":
+            found = next((m for m in self.messages if m.channel == channel and m.ts == args.get("ts")), None)
+            if found is None:
+                return {"ok": False, "error": "message_not_found"}, None
+            found.payload, found.updates = payload, found.updates + 1
+            found.versions.append(payload)
+            return ({"ok": True, "channel": channel, "ts": found.ts, "text": payload.get("text", ""), "message": payload},
+                    {"method": method, "channel": channel, "ts": found.ts, "thread_ts": found.thread_ts, "payload": payload})
+        if thread_ts is not None and not any(m.channel == channel and m.ts == thread_ts and m.thread_ts is None
+                                             for m in self.messages):
+            return {"ok": False, "error": "thread_not_found"}, None
+        self._seq += 1
+        ts = f"{int(time.time())}.{self._seq:06d}"
+        self.messages.append(ApiMessage(channel, ts, payload, thread_ts, 0, [payload]))
+        message = {"type": "message", "ts": ts, **({"thread_ts": thread_ts} if thread_ts else {}), **payload}
+        return ({"ok": True, "channel": channel, "ts": ts, "message": message},
+                {"method": method, "channel": channel, "ts": ts, "thread_ts": thread_ts, "payload": payload})
+
     def _save(self, payload: dict) -> None:
+        self._write({"payload": payload})
+
+    def _write(self, record: dict) -> None:
         if self.out is None:
             return
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"received_at": datetime.now(timezone.utc).isoformat(), "payload": payload}, ensure_ascii=False)
+        line = json.dumps({"received_at": datetime.now(timezone.utc).isoformat(), **record}, ensure_ascii=False)
         with self.out.open("a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+def _api_args(body: bytes, headers: dict) -> dict:
+    """A Web API call's arguments from a JSON or a form body (where blocks is a JSON string)."""
+    kind = str(headers.get("Content-Type") or headers.get("content-type") or "")
+    try:
+        if "json" in kind:
+            args = json.loads(body or b"{}")
+        else:
+            args = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+            for k in ("blocks", "attachments"):
+                if isinstance(args.get(k), str):
+                    args[k] = json.loads(args[k])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadRejected("invalid_json", f"body is not JSON or a form: {exc}") from None
+    if not isinstance(args, dict):
+        raise PayloadRejected("invalid_json", "arguments must be an object")
+    return args

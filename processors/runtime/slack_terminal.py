@@ -5,6 +5,10 @@ magenta panel titled "AI inference — not verified", so the boundary is visible
 are decoded for display only (``&lt;!channel&gt;`` shows as the literal text ``<!channel>``, which
 is what Slack shows too). Payloads from other sources render generically.
 
+Messages a bot posted through the Web API (the receiver's JSONL records with ``method``) are grouped
+into threads (`conversations`): the parent as it was last updated, then its replies, indented; the
+incident status line and the Acknowledge / Mute buttons are drawn too.
+
 Every string of a payload passes the people's redaction (processors/core/surfaces.py) before it is
 drawn: payloads Sieve posted are already clean, but a saved file may come from elsewhere or from an
 older version. `people_view` gives every terminal command that same redaction, with the patterns of
@@ -15,10 +19,12 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from rich.console import Console, Group, RenderableType
 from rich.emoji import Emoji
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.rule import Rule
 from rich.text import Text
@@ -106,6 +112,12 @@ def _block(block: dict) -> RenderableType:
         for f in block.get("fields") or ():
             items.append(_text_of(f))
         return Group(*items)
+    if kind == "actions":
+        buttons = [e for e in block.get("elements") or () if isinstance(e, dict)]
+        line = Text("  ").join(Text(f"[ {_unescape(str((e.get('text') or {}).get('text', e.get('type', ''))))} ]",
+                                    style="bold green" if e.get("style") == "primary" else "bold")
+                               for e in buttons)
+        return line
     return Text(f"[{kind} block]", style="dim")
 
 
@@ -139,6 +151,86 @@ def payload_renderable(payload: dict, view: ForPeople | None = None) -> Renderab
     if payload.get("text"):
         parts.append(Text("notification text: ", style="dim") + Text(_unescape(str(payload["text"])), style="dim italic"))
     return Group(*parts)
+
+
+@dataclass
+class Conversation:
+    """A thread of Web API messages (parent as last updated, then replies), or one webhook payload."""
+
+    parent: dict | None
+    replies: list[dict] = field(default_factory=list)
+    channel: str = ""
+    ts: str = ""
+    updates: int = 0
+    last_seen: int = 0  # index of the latest record that touched it
+
+    @property
+    def is_thread(self) -> bool:
+        return bool(self.ts)
+
+
+def conversations(records: Iterable[dict]) -> list[Conversation]:
+    """Receiver records (``{"payload", "method"?, "channel"?, "ts"?, "thread_ts"?}``) grouped into threads,
+    in order of first appearance; records without ``method`` (webhook payloads) stand alone."""
+    out: list[Conversation] = []
+    threads: dict[tuple[str, str], Conversation] = {}
+    where: dict[tuple[str, str], tuple[Conversation, int | None]] = {}  # message -> (thread, reply index)
+    for i, r in enumerate(records):
+        if not r.get("method"):  # a webhook payload, or a receiver record of one
+            out.append(Conversation(r.get("payload", r) if "blocks" not in r and "text" not in r else r, last_seen=i))
+            continue
+        payload = r.get("payload") if isinstance(r.get("payload"), dict) else {}
+        method, channel, ts, thread_ts = r.get("method"), str(r.get("channel") or ""), str(r.get("ts") or ""), r.get("thread_ts")
+        if method == "chat.update":
+            conv, idx = where.get((channel, ts), (None, None))
+            if conv is None:  # the log starts after the post: show what we have
+                conv = threads[(channel, ts)] = Conversation(payload, channel=channel, ts=ts)
+                where[(channel, ts)] = (conv, None)
+                out.append(conv)
+            elif idx is None:
+                conv.parent = payload
+            else:
+                conv.replies[idx] = payload
+            conv.updates += 1
+            conv.last_seen = i
+            continue
+        if thread_ts:
+            conv = threads.get((channel, thread_ts))
+            if conv is None:
+                conv = threads[(channel, thread_ts)] = Conversation(None, channel=channel, ts=str(thread_ts))
+                where[(channel, str(thread_ts))] = (conv, None)
+                out.append(conv)
+            conv.replies.append(payload)
+            where[(channel, ts)] = (conv, len(conv.replies) - 1)
+        else:
+            conv = threads[(channel, ts)] = Conversation(payload, channel=channel, ts=ts)
+            where[(channel, ts)] = (conv, None)
+            out.append(conv)
+        conv.last_seen = i
+    return out
+
+
+def conversation_renderable(conv: Conversation, view: ForPeople | None = None) -> RenderableType:
+    """A thread: its parent, then every reply indented; a webhook payload as `payload_renderable`."""
+    if not conv.is_thread:
+        return payload_renderable(conv.parent or {}, view)
+    edited = f", updated {conv.updates}x" if conv.updates else ""
+    parts: list[RenderableType] = [Text(f"thread {conv.channel} {conv.ts} ({len(conv.replies)} "
+                                        f"repl{'y' if len(conv.replies) == 1 else 'ies'}{edited})", style="bold blue")]
+    parts.append(payload_renderable(conv.parent, view) if conv.parent is not None
+                 else Text("(parent message not in this log)", style="dim"))
+    for n, reply in enumerate(conv.replies, 1):
+        parts.append(Padding(Group(Text(f"↳ reply {n}", style="bold blue"), payload_renderable(reply, view)), (0, 0, 0, 4)))
+    return Group(*parts)
+
+
+def show_conversations(convs: Iterable[Conversation], console: Console | None = None, view: ForPeople | None = None) -> None:
+    console = console or Console()
+    view = view or ForPeople()
+    for i, conv in enumerate(convs):
+        if i:
+            console.print(Rule(style="blue"))
+        console.print(conversation_renderable(conv, view))
 
 
 def show(payloads: Iterable[dict], console: Console | None = None, view: ForPeople | None = None) -> None:

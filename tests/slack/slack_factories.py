@@ -75,3 +75,22 @@ def report(*, outcome=None, contributors=None, selected=None, rule="5xx-by-ip", 
             ),
         )
     return WindowReport(rule=rule, window=WINDOW, topn=t, selected=tuple(selected), outcome=outcome or analysed())
+
+
+def at_window(r: WindowReport, n: int, *, period: int = 300) -> WindowReport:
+    """`r` moved `n` windows later (the same incident, a later window)."""
+    import dataclasses
+
+    w = Window(WINDOW.start + n * period, WINDOW.end + n * period)
+    return dataclasses.replace(r, window=w, topn=dataclasses.replace(r.topn, window=w),
+                               selected=tuple(dataclasses.replace(g, window=w) for g in r.selected))
+
+
+def incident_report(ip: str = "10.0.0.1", status: str = "500", value: float = 1200, *, n: int = 0, rule: str = "5xx-by-ip",
+                    extra_groups: tuple = ()) -> WindowReport:
+    """A window whose selected group (the incident) is (ip, status); `extra_groups` adds more (ip, status, value)."""
+    groups = [(ip, status, value), *extra_groups]
+    contributors = [Contributor((i, s), v) for i, s, v in groups]
+    selected = tuple(SelectedGroup(rule=rule, window=WINDOW, keys={"ip": i, "status": s}, value=v, share=v / 10_000,
+                                   reasons=(f"count {int(v)} >= min_count 20",)) for i, s, v in groups)
+    return at_window(report(contributors=contributors, selected=selected, rule=rule), n)

@@ -127,3 +127,33 @@ def test_schema_validates_the_shipped_file():
     doc["pipelines"]["logs"]["selection"]["min_cout"] = 1
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)
+
+
+@pytest.mark.parametrize(("analyser", "expect"), [
+    ({"kind": "llama_lambda"}, "pipelines.logs.ai.analyser.function_name: required key is missing"),
+    ({"kind": "opensearch", "model_id": "m"}, "pipelines.logs.ai.analyser.opensearch_url: required key is missing"),
+    ({"kind": "bedrock", "function_name": "x"}, "pipelines.logs.ai.analyser.function_name: unknown key"),
+    ({"kind": "nope"}, "pipelines.logs.ai.analyser: Input tag 'nope'"),
+])
+def test_each_analyser_kind_is_validated_on_its_own(analyser, expect):
+    doc = shipped()
+    doc["pipelines"]["logs"]["ai"]["analyser"] = analyser
+    assert any(p.startswith(expect) for p in problems_of(doc)), problems_of(doc)
+
+
+def test_core_limits_are_checked_at_load_time_at_their_path():
+    doc = shipped()
+    doc["pipelines"]["logs"]["selection"].update(min_share=5, status_classes=["5xx"])
+    doc["pipelines"]["logs"]["ai"]["budgets"].update(tokens_per_call=100, max_output_tokens=300)
+    problems = problems_of(doc)
+    assert any(p.startswith("pipelines.logs.selection: min_share: 5.0 is not a fraction") for p in problems), problems
+    assert any(p.startswith("pipelines.logs.ai.budgets: tokens_per_call (100) must exceed") for p in problems), problems
+
+
+def test_bot_notifier_names_declared_secrets_and_existing_rules():
+    doc = shipped()
+    doc["pipelines"]["logs"]["slack"] = {"kind": "bot", "token_secret": "nope", "channel": "#ops",
+                                         "channels": {"errors-by-pat": "#x"}}
+    problems = problems_of(doc)
+    assert any(p.startswith("pipelines.logs.slack.token_secret: secret 'nope' is not declared") for p in problems)
+    assert any(p.startswith("pipelines.logs.slack.channels.errors-by-pat: no rule named") for p in problems)
