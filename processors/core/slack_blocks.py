@@ -166,11 +166,43 @@ def _selected_text(report: WindowReport) -> str:
         if g.trend:
             line += " · trend " + " → ".join(fmt_number(v) for v in g.trend[-6:]) + f" → *{fmt_number(g.value)}*"
         lines.append(line)
+        lines.extend(_explain_lines(g))
         if g.withheld_lines:
             lines.append(f"  :rotating_light: *{g.withheld_lines} of {g.screened_lines} sample lines of this group carry "
                          f"text addressed to an AI model* ({escape(', '.join(g.withheld_reasons))}); withheld from "
                          "the model. Someone is trying to steer automated analysis through your logs.")
     return _fit_lines(lines, _BUDGET["computed-selected"])
+
+
+_SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(counts: tuple[int, ...], mark: int | None = None) -> str:
+    """Counts as block characters scaled to the largest; `mark` puts a `|` before that bucket (the onset)."""
+    top = max(counts, default=0)
+    chars = [_SPARK[min(len(_SPARK) - 1, round(c / top * (len(_SPARK) - 1)))] if top else _SPARK[0] for c in counts]
+    if mark is not None and 0 <= mark < len(chars):
+        chars.insert(mark, "|")
+    return "".join(chars)
+
+
+def _explain_lines(g) -> list[str]:
+    """What distinguishes the group and when it began: computed, so in the computed section."""
+    out = []
+    if g.contrast:
+        facts = "; ".join(f"`{escape(_code(_ellipsize(f'{c.field}={c.value}', KEY_COLUMN_LIMIT)))}` "
+                          f"{c.group_share * 100:.0f}% of this group vs {c.baseline_share * 100:.0f}% of other traffic"
+                          + (f" (±{c.error * 100:.0f} pts)" if c.error else "") for c in g.contrast)
+        out.append(f"  *What sets it apart:* {facts}")
+    o = g.onset
+    if o is not None:
+        first = (o.at - g.window.start) // o.bucket_seconds if o.bucket_seconds else None
+        began = datetime.fromtimestamp(o.at, tz=timezone.utc).strftime("%H:%M:%S")
+        out.append(f"  *Began* {began} UTC · per {o.bucket_seconds} s "
+                   f"`{sparkline(o.counts, first)}` ({fmt_number(o.before_rate)} → {fmt_number(o.after_rate)})")
+    if g.change:
+        out.append(f"  *Against earlier windows:* {escape(g.change)}")
+    return out
 
 
 def _share(t: TopNReport, value: float) -> float:

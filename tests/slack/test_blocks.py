@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -271,3 +272,17 @@ def test_any_text_renders_to_a_payload_slack_accepts(cause, key, evidence, reaso
     text = all_text(payload)
     assert "<" not in text and ">" not in text
     assert BROKEN_ENTITY.search(text) is None
+
+
+def test_what_sets_a_group_apart_and_when_it_began_are_computed_facts():
+    from processors.core.types import ContrastFact, Onset
+
+    r = report()
+    g = dataclasses.replace(r.selected[0], contrast=(ContrastFact("user_agent", "OrdersWorker/3.4.1", 0.95, 0.0, 57, 0),),
+                            onset=Onset(r.window.start + 20, 10, (0, 1, 9, 12, 11, 10), 0.5, 10.5), change="new pattern")
+    payload = render(dataclasses.replace(r, selected=(g,)))
+    computed = text_of(payload, "computed-selected")
+    assert "`user_agent=OrdersWorker/3.4.1` 95% of this group vs 0% of other traffic" in computed
+    assert "*Began* " in computed and "▁▂|▆█▇▇" in computed and "(0.50 → 10.50)" in computed
+    assert "new pattern" in computed
+    assert "OrdersWorker" not in json.dumps([b for b in payload["blocks"] if str(b.get("block_id", "")).startswith("ai-")])
