@@ -38,6 +38,16 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        # Whatever the command, an AWS endpoint that is down (or refuses the credentials) is one
+        # clear paragraph naming the endpoint and what to do, never a botocore traceback.
+        from processors.adapters.aws import endpoint_error
+
+        err = endpoint_error(exc)
+        if err is None:
+            raise
+        print(f"sieve {args.command}: {err}", file=sys.stderr)
+        return err.exit_code
     return int(rc or 0)
 
 

@@ -13,7 +13,10 @@ import os
 import boto3
 from botocore.config import Config as BotoConfig
 
-_RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60)
+# Bounded, so that an endpoint that is down fails in seconds: 3 attempts (the standard mode's own
+# default) of at most 3 s to connect; 30 s to answer covers SQS long polls (20 s at most).
+_RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=3, read_timeout=30)
+CLIENT_CONFIG = _RETRIES  # for clients made without `client()` (the runner's)
 
 
 def region(default: str | None = None) -> str:
@@ -123,3 +126,87 @@ class Secrets:
         if not isinstance(value, str) or not value:
             raise ConfigError("secrets", [f"secret {name!r} is empty"])
         return value
+
+
+# ClientError codes that mean "these credentials are not accepted here" (not "this call is wrong").
+_AUTH_CODES = frozenset({
+    "UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "InvalidSignatureException", "IncompleteSignature", "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException", "ExpiredToken", "ExpiredTokenException", "AuthFailure",
+    "InvalidToken", "RequestExpired",
+})
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "NotAuthorized"})
+
+
+def _endpoint_of(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return os.environ.get("AWS_ENDPOINT_URL") or f"AWS's own endpoint for {region()}"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else url
+
+
+def endpoint_error(exc: BaseException):
+    """The AWS endpoint could not be reached, or would not take the credentials: a one-paragraph
+    ServiceError that names the endpoint and says what to do. None for any other exception (a bug
+    keeps its traceback). The exception's causes are looked through, so a wrapped failure counts."""
+    from botocore import exceptions as bx
+
+    from processors.errors import ServiceError
+
+    seen = 0
+    while exc is not None and seen < 10:
+        err = _endpoint_error_of(exc, bx)
+        if err is not None:
+            return ServiceError(err)
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _endpoint_error_of(exc: BaseException, bx) -> str | None:
+    env = os.environ.get("AWS_ENDPOINT_URL")
+    settings = (f"check AWS_ENDPOINT_URL (now {env or 'not set, so AWS itself'}), your credentials "
+                f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and the region ({region()})")
+    local = "if it is the local stack, start it with `sieve up` (and `source .sieve/env` in other shells)"
+    if isinstance(exc, (bx.ConnectionError, bx.ReadTimeoutError, bx.ConnectionClosedError)):
+        url = getattr(exc, "kwargs", {}).get("endpoint_url")
+        endpoint = _endpoint_of(url)
+        if isinstance(exc, bx.ConnectTimeoutError):
+            why = "no connection within the connect timeout"
+        elif isinstance(exc, bx.ReadTimeoutError):
+            why = "it accepted the connection but did not answer in time"
+        elif isinstance(exc, bx.ConnectionClosedError):
+            why = "it closed the connection without an answer"
+        elif isinstance(exc, bx.ProxyConnectionError):
+            why = f"the proxy {exc.kwargs.get('proxy_url', '')} could not be reached; check HTTPS_PROXY / NO_PROXY"
+        elif isinstance(exc, bx.SSLError):
+            why = "TLS failed; check the URL's scheme (http:// for the local stack)"
+        elif "refused" in str(getattr(exc, "kwargs", {}).get("error", "")).lower():
+            why = "connection refused: nothing listens there"
+        else:
+            why = str(exc)[:200]
+        return f"cannot reach the AWS endpoint {endpoint} ({why}). {local.capitalize()}; otherwise {settings}."
+    if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError)):
+        return (f"no usable AWS credentials for {_endpoint_of(None)} ({exc}). Set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (any values do for the local stack: `sieve up` writes "
+                f".sieve/env); also check AWS_ENDPOINT_URL (now {env or 'not set'}) and the region ({region()}).")
+    if isinstance(exc, bx.NoRegionError):
+        return (f"no AWS region is set for {_endpoint_of(None)}. Set AWS_REGION (e.g. us-east-1) or the config's "
+                f"`region`; for the local stack start it with `sieve up`, and check AWS_ENDPOINT_URL and your "
+                f"credentials.")
+    if isinstance(exc, bx.ProfileNotFound):
+        return (f"{exc} (AWS_PROFILE). Fix AWS_PROFILE or your ~/.aws/config; for the local stack unset it and "
+                f"use `sieve up`; otherwise {settings}.")
+    if isinstance(exc, bx.ClientError):
+        error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
+        code, message = str(error.get("Code", "")), str(error.get("Message", ""))[:200]
+        op = getattr(exc, "operation_name", "the call")
+        if code in _AUTH_CODES:
+            return (f"{_endpoint_of(None)} refused the credentials for {op} ({code}: {message}). "
+                    f"{local.capitalize()}; otherwise {settings}.")
+        if code in _DENIED_CODES:
+            return (f"{_endpoint_of(None)} denied {op} ({code}: {message}). Check the IAM permissions of these "
+                    f"credentials; {local}; otherwise {settings}.")
+    return None

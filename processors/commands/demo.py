@@ -153,13 +153,15 @@ def run(args) -> int:
         from processors.runtime.runner import Runner
 
         t = time.monotonic()
-        runner = Runner(build_mappings(loaded), JsonCheckpointStore(str(state / "checkpoints.json")),
+        mappings = build_mappings(loaded)
+        runner = Runner(mappings, JsonCheckpointStore(str(state / "checkpoints.json")),
                         poll_interval_seconds=0.1)
         report = runner.run_until_idle(300)
         if report.timed_out:
             raise SieveError("the runner did not catch up within 300 s")
         console.print(f"[dim]7.[/] runner: {len(report.invocations)} invocation(s) of the logs processor "
                       f"in {time.monotonic() - t:.1f}s; {len(report.discards)} batch(es) discarded")
+        check_delivered(r1.sent + r2.sent, stream, mappings, report, state / "checkpoints.json")
         t = time.monotonic()
         results = invoke_scheduled(loaded, flush=True)
         finalised = [w for r in results.values() for w in (r or {}).get("finalised", [])]
@@ -198,6 +200,23 @@ def run(args) -> int:
         if truth:
             return _check_against_truth(console, truth, finalised, view)
     return 0
+
+
+def check_delivered(pushed: int, stream: str, mappings, report, checkpoints: Path) -> int:
+    """Records were pushed onto `stream`: the runner must have handed some of them to a function
+    reading it (whatever that function then made of them). Returns how many records it handed
+    over; none at all is an error, never an empty "nothing was selected" that looks like success."""
+    names = {m.mapping_name for m in mappings if m.event_source_arn.endswith(f":stream/{stream}")}
+    delivered = {(i.mapping, i.shard_id, seq) for i in report.invocations if i.mapping in names
+                 for seq in i.sequence_numbers}
+    if pushed and not delivered:
+        raise SieveError(
+            f"pushed {pushed} record(s) onto {stream}, but the runner delivered none of them to "
+            f"{', '.join(sorted(names)) or 'a function'} ({len(report.invocations)} invocation(s), "
+            f"{len(report.discards)} batch(es) discarded), so there is nothing to analyse. Check the mapping's "
+            f"starting_position in the config (LATEST skips what was pushed before the runner started) and the "
+            f"checkpoints in {checkpoints} (delete the file to start the mappings over)")
+    return len(delivered)
 
 
 def _without_model(loaded):

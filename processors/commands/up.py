@@ -46,13 +46,15 @@ def register(sub) -> None:
 
 
 def ensure_aws_endpoint(console: Console | None = None) -> str:
-    """Use AWS_ENDPOINT_URL when set; otherwise start (or reuse) the embedded moto server."""
+    """Use AWS_ENDPOINT_URL when set; otherwise start (or reuse) the embedded moto server. An
+    AWS_ENDPOINT_URL that is the embedded server's own address (what `.sieve/env` exports) with
+    nothing listening there starts it too, so "start it with `sieve up`" holds in that shell."""
     url = os.environ.get("AWS_ENDPOINT_URL")
     aws.use_local_credentials_if_missing()
-    if url:
-        return url
     endpoint = default_endpoint()
     u = urlparse(endpoint)
+    if url and (url.rstrip("/") != endpoint or services.port_open(u.hostname, u.port)):
+        return url
     started = services.start("moto", services.moto_argv(u.hostname, u.port), host=u.hostname, port=u.port,
                              health_path="/moto-api/", marker="moto.server")
     os.environ["AWS_ENDPOINT_URL"] = endpoint

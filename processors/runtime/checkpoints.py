@@ -10,10 +10,19 @@ change (temp file in the same folder, fsync, `os.replace`, fsync of the folder),
 at any instant leaves either the old file or the new one, never a torn one. `MemoryCheckpointStore`
 is the same thing without a file, for a runner whose progress need not survive it.
 
-File layout (version 1)::
+Checkpoints belong to one incarnation of a stream (`StreamIncarnation`: its ARN and, for Kinesis,
+its creation time; a DynamoDB stream's ARN carries its own label). A stream deleted and created
+again under the same name has the same ARN but new shards whose sequence numbers start over, so a
+checkpoint of the old one would skip the new records. The runner calls `bind(mapping, incarnation)`
+before it reads the mapping's checkpoints: checkpoints written for another incarnation, or for no
+known one (a file from before incarnations were recorded), are dropped, with the reason.
+
+File layout (version 1; "source" may be missing in older files)::
 
     {"version": 1,
      "mappings": {"<mapping name>": {"initialized_at": 1764170000.123,
+                                      "source": {"arn": "arn:aws:kinesis:...:stream/logs",
+                                                 "created": 1764169000.5},
                                       "shards": {"shardId-000000000000": {
                                           "sequence_number": "42", "drained": false,
                                           "window": {"start": 1764170040, "state": {...}} }}}}}
@@ -71,6 +80,33 @@ class ShardCheckpoint:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class StreamIncarnation:
+    """Which stream checkpoints belong to: its ARN and its creation time (epoch seconds; Kinesis
+    StreamCreationTimestamp; None where the ARN says it, as a DynamoDB stream's label does)."""
+
+    arn: str
+    created: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arn": self.arn, "created": self.created}
+
+    @classmethod
+    def from_json(cls, data: Any) -> StreamIncarnation | None:
+        if not isinstance(data, dict) or not isinstance(data.get("arn"), str):
+            return None
+        created = data.get("created")
+        return cls(data["arn"], None if created is None else float(created))
+
+    def describe(self) -> str:
+        if self.created is None:
+            return self.arn
+        from datetime import datetime, timezone
+
+        when = datetime.fromtimestamp(self.created, timezone.utc).isoformat(timespec="milliseconds")
+        return f"{self.arn} created {when}"
+
+
 class CheckpointStore(Protocol):
     def get(self, mapping: str, shard_id: str) -> ShardCheckpoint | None: ...
 
@@ -80,6 +116,11 @@ class CheckpointStore(Protocol):
         """When the mapping first started polling (None: never). LATEST is resolved against it."""
 
     def mark_initialized(self, mapping: str, at: float) -> None: ...
+
+    def bind(self, mapping: str, source: StreamIncarnation) -> str | None:
+        """Tie the mapping's checkpoints to `source`; drop them (shards and `initialized_at`) when
+        they were written for another incarnation or an unknown one. Returns why they were
+        dropped, None when they were kept (or there were none)."""
 
 
 @dataclass
@@ -112,6 +153,22 @@ class MemoryCheckpointStore:
         with self._lock:
             self._mapping(mapping)["initialized_at"] = at
             self._persist()
+
+    def bind(self, mapping: str, source: StreamIncarnation) -> str | None:
+        with self._lock:
+            entry = self.data["mappings"].get(mapping)
+            if entry is not None and StreamIncarnation.from_json(entry.get("source")) == source:
+                return None
+            had = entry is not None and bool(entry.get("shards") or entry.get("initialized_at") is not None)
+            why = None
+            if had:
+                old = StreamIncarnation.from_json(entry.get("source"))
+                why = (f"its checkpoints were written for {old.describe()}, not for {source.describe()}" if old else
+                       f"its checkpoints name no stream (written before checkpoints recorded theirs), so they "
+                       f"cannot be tied to {source.describe()}")
+            self.data["mappings"][mapping] = {"initialized_at": None, "source": source.to_json(), "shards": {}}
+            self._persist()
+            return why
 
     def all(self) -> dict[str, dict[str, ShardCheckpoint]]:
         """Every checkpoint, by mapping then shard (for `sieve` status output and tests)."""

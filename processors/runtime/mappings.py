@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from botocore.exceptions import ClientError
+
 from processors.adapters import aws
 from processors.config import LoadedConfig
 from processors.errors import SieveError
@@ -28,7 +30,9 @@ def build_mappings(loaded: LoadedConfig, only: set[str] | None = None) -> list[E
                 if ev.on_failure:
                     url = sqs.get_queue_url(QueueName=ev.on_failure)["QueueUrl"]
                     dest = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            except Exception as exc:
+            except (ClientError, KeyError) as exc:
+                if aws.endpoint_error(exc) is not None:
+                    raise  # unreachable or refused: the CLI says which endpoint and what to do
                 raise SieveError(f"functions.{fname}.events[{i}]: the source or destination does not exist at "
                                  f"{kinesis.meta.endpoint_url} ({exc}); run `sieve up` first") from None
             out.append(EventSourceMapping(

@@ -34,10 +34,11 @@ What it does, per mapping and shard (as Lambda documents it):
 
 * Shards are listed at start and every `shard_refresh_seconds`; a child shard starts only when its
   parents are drained (or gone). Shards found after the first listing are read from TRIM_HORIZON.
-  A restarted runner resumes AFTER_SEQUENCE_NUMBER of its checkpoint; a LATEST mapping that never
-  checkpointed a shard resumes from the time it first started (Kinesis AT_TIMESTAMP; DynamoDB
-  TRIM_HORIZON, skipping records created before that time), so records put while it was down are
-  not lost.
+  A restarted runner resumes AFTER_SEQUENCE_NUMBER of its checkpoint, if that was written for
+  this incarnation of the stream (same ARN and creation time; otherwise it starts fresh and logs
+  why); a LATEST mapping that never checkpointed a shard resumes from the time it first started
+  (Kinesis AT_TIMESTAMP; DynamoDB TRIM_HORIZON, skipping records created before that time), so
+  records put while it was down are not lost.
 * A batch holds up to `batch_size` records of one shard, in order, at most 6 MB of event; it is sent
   when full, when the batching window has passed, or at once when the window is 0.
 * Success: checkpoint at the last record. A handler exception (or timeout, or a response that cannot
@@ -89,8 +90,9 @@ import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from processors.adapters.aws import CLIENT_CONFIG
 from processors.errors import ConfigError, ServiceError, SieveError
-from processors.runtime.checkpoints import CheckpointStore, ShardCheckpoint
+from processors.runtime.checkpoints import CheckpointStore, ShardCheckpoint, StreamIncarnation
 from processors.runtime.lambda_context import LambdaContext, function_arn
 
 log = logging.getLogger("sieve.runner")
@@ -370,7 +372,7 @@ class _StreamSource:
         self.region = parsed.region
         self.account = parsed.account
         self.clock = clock
-        self.client = (session or boto3).client(self.service, region_name=parsed.region)
+        self.client = (session or boto3).client(self.service, region_name=parsed.region, config=CLIENT_CONFIG)
 
 
 class _KinesisSource(_StreamSource):
@@ -383,6 +385,11 @@ class _KinesisSource(_StreamSource):
     @staticmethod
     def arrival_text(epoch: float) -> str:
         return _iso_millis(epoch)
+
+    def incarnation(self) -> StreamIncarnation:
+        """A stream created again under the same name has the same ARN: its creation time tells."""
+        summary = self.client.describe_stream_summary(StreamARN=self.arn)["StreamDescriptionSummary"]
+        return StreamIncarnation(self.arn, _epoch(summary["StreamCreationTimestamp"]))
 
     def list_shards(self) -> list[_ShardInfo]:
         out: list[_ShardInfo] = []
@@ -456,6 +463,9 @@ class _DynamoDBSource(_StreamSource):
     @staticmethod
     def arrival_text(epoch: float) -> str:
         return _iso_seconds(epoch)
+
+    def incarnation(self) -> StreamIncarnation:
+        return StreamIncarnation(self.arn)  # the ARN's label is the stream's creation time
 
     def list_shards(self) -> list[_ShardInfo]:
         out: list[_ShardInfo] = []
@@ -697,10 +707,16 @@ class Runner:
         now = self.clock.monotonic()
         if ms.listed_once and now - ms.last_refresh < self.shard_refresh_seconds:
             return
-        if not ms.listed_once:
-            ms.initialized_at = self.store.initialized_at(ms.key)
-            ms.fresh = ms.initialized_at is None
         try:
+            if not ms.listed_once:
+                # checkpoints of another incarnation of the stream (deleted and created again)
+                # would skip its records: they are dropped, and the mapping starts fresh
+                why = self.store.bind(ms.key, ms.source.incarnation())
+                if why:
+                    log.warning("mapping %s: %s; ignoring them and starting fresh from %s", ms.key, why,
+                                ms.mapping.starting_position)
+                ms.initialized_at = self.store.initialized_at(ms.key)
+                ms.fresh = ms.initialized_at is None
             infos = ms.source.list_shards()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
@@ -1130,7 +1146,7 @@ class Runner:
         arn = _parse_arn(queue_arn)
         entry = self._sqs.get(queue_arn)
         if entry is None:
-            client = (self._session or boto3).client("sqs", region_name=arn.region)
+            client = (self._session or boto3).client("sqs", region_name=arn.region, config=CLIENT_CONFIG)
             kwargs = {"QueueName": arn.resource}
             if arn.account:
                 kwargs["QueueOwnerAWSAccountId"] = arn.account
