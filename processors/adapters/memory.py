@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from processors.core.incidents import Mute
 from processors.core.records import report_from_dict
 from processors.core.slack_blocks import render
 from processors.core.types import (AuditRecord, Delivery, LastSelected, Partial, ShardProgress, StoredReport, TopNReport,
@@ -24,6 +25,7 @@ class MemoryWindowStore:
     _progress: dict[str, ShardProgress] = field(default_factory=dict)
     _reports: dict[tuple[str, int], dict] = field(default_factory=dict)
     _selected: dict[str, dict[tuple[str, ...], LastSelected]] = field(default_factory=dict)
+    muted: dict[str, dict[str, Mute]] = field(default_factory=dict)  # rule -> incident id -> mute
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _now(self) -> int:
@@ -83,6 +85,12 @@ class MemoryWindowStore:
 
     def mark_selected(self, rule: str, selected: Mapping[tuple[str, ...], LastSelected]) -> None:
         self._selected.setdefault(rule, {}).update(selected)
+
+    def mutes(self, rule: str) -> dict[str, Mute]:
+        return dict(self.muted.get(rule, {}))
+
+    def put_mute(self, rule: str, incident: str, mute: Mute) -> None:
+        self.muted.setdefault(rule, {})[incident] = mute
 
 
 @dataclass

@@ -158,7 +158,8 @@ def digest_lines(digest: Digest) -> dict[str, str]:
 
 _SAMPLE_LINE = re.compile(r"^\s*\[G\d{1,2}\.S\d{1,2}\]")
 #: a cause that describes the input instead of the incident ("the digest shows that the rule ... has not been applied")
-_META = re.compile(r"\b(?:the\s+)?(?:digest|prompt|user message|system message|quoted data|data block|line ids?)\b"
+_META = re.compile(r"\b(?:the\s+)?(?:digest|prompt|user message|system message|quoted data|data block|line ids?|log data)\b"
+                   r"|\bnot (?:present |found |shown )?in the (?:data|logs?|facts)\b"
                    r"|sieve-data|\brule\s+'?[\w-]+'?\s+(?:has|was|is)\s+(?:not\s+)?(?:been\s+)?appl"
                    r"|ダイジェスト|プロンプト", re.IGNORECASE)
 #: a cause sharing a run of this many words with a sample line, and not with the computed facts, repeats free text

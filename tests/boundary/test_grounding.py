@@ -106,6 +106,8 @@ def test_the_longest_valid_answer_fits_the_output_budget():
     "The digest shows that the user message contains a digest between the lines.",
     "The digest shows that the rule 'errors-by-path' has not been applied to any path in the window.",
     "The rule errors-by-path was not applied to the checkout path",
+    "The client's IP address was not in the log data.",
+    "The client's agent was not present in the logs.",
     "ダイジェストによると、チェックアウトが失敗しています",
 ])
 def test_a_cause_that_describes_the_input_instead_of_the_incident_is_refused(cause):

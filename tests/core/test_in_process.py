@@ -61,3 +61,28 @@ def test_the_use_cases_on_memory_ports_give_the_exact_top_n():
             assert stored.topn.total_events == tw["total_events"]
     posted = {(d["rule"], d["window"]) for d in result["finalised"] if d.get("delivery") == "posted"}
     assert len(posted) == len(notifier.posted) >= len(truth["incidents"])
+
+
+def test_a_muted_incident_is_not_posted_and_says_who_muted_it():
+    from processors.core.incidents import Mute, incident_id
+
+    loaded = load("pipelines.yaml")
+    gen = AccessLogGenerator(GeneratorConfig(seed=11, lines=6000, duration=600, period=60,
+                                             incidents=(parse_incident("burst500"),)))
+    store = MemoryWindowStore(clock=lambda: 1_800_000_000)
+    ingest = LogIngest(ingest_config(loaded), store, LogRejectSink(), clock=lambda: 1_800_000_000)
+    for batch in batches(list(gen.lines())):
+        ingest.process(batch)
+    incident = gen.truth()["incidents"][0]
+    keys = tuple(incident["key"].values())
+    store.put_mute("errors-by-path", incident_id("errors-by-path", keys), Mute("U1", 1_799_999_000, 1_800_003_600, "alice"))
+    cfg = finalise_config(loaded, b"k" * 32)
+    cfg = dataclasses.replace(cfg, boundary=dataclasses.replace(cfg.boundary, enabled=False))
+    notifier = MemoryNotifier()
+    result = Finaliser(cfg, store, analyser=None, budget=InMemoryBudgetLedger(), audit=MemoryAudit(), notifier=notifier,
+                       clock=lambda: 1_800_000_000).run(flush=True)
+    start = incident["windows"][0]["window"][0]
+    (burst,) = [w for w in result["finalised"] if w["rule"] == "errors-by-path" and w["window"].startswith(f"{start}-")]
+    muted = next(n for n in burst["report"]["not_selected"] if tuple(n["keys"].values()) == keys)
+    assert any("muted by alice" in r for r in muted["reasons"])
+    assert all(keys != tuple(g["keys"].values()) for w in result["finalised"] for g in (w.get("report") or {}).get("selected", []))
