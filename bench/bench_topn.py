@@ -12,6 +12,13 @@
    1,000,000 distinct client IPs were offered at the default capacity.
 5. Sieve again with rules/errors-by-path-template.json (`path_template` is computed only for the
    events that pass the status filter): its lines/s, for comparison with step 2.
+6. Sieve again as in step 2 with the explanation counters on (processors/core/explain.py, default
+   ExplainConfig: every CLF dimension the rule can use, counted over every parsed event, per-key
+   counters and 10 s buckets for the heaviest keys): its lines/s and its cost over step 2, and the
+   same top-N. Runs of steps 2, 5 and 6 are interleaved, best of --repeat each.
+7. The serialised partial of one shard-window with the explanation, after 1,000,000 events from
+   1,000,000 distinct clients (keyed by client, every event matched: the tracker's worst case), with
+   realistic user agents, referers and paths, and again with every user agent and referer distinct.
 
 Writes bench/results/topn.json. Timing only: nothing here is a pass/fail test.
 """
@@ -34,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from processors.core.aggregate import DEFAULT_CAPACITY, DEFAULT_MAX_STATE_BYTES, Accumulator, WindowAggregate  # noqa: E402
 from processors.core.decode import Decoded, decode_record  # noqa: E402
+from processors.core.explain import ExplainConfig  # noqa: E402
+from processors.core.rules import compile_rule  # noqa: E402
 from processors.core.generate import AccessLogGenerator, GeneratorConfig, IncidentSpec  # noqa: E402
 from processors.config.rule_files import load_rule_file  # noqa: E402
 from processors.core.types import Window  # noqa: E402
@@ -82,10 +91,11 @@ def generate(path: Path, lines: int) -> float:
     return time.perf_counter() - t
 
 
-def run_sieve(path: Path, rule_file: str = "errors-by-path.json") -> tuple[float, dict, dict]:
+def run_sieve(path: Path, rule_file: str = "errors-by-path.json", explain: ExplainConfig | None = None
+              ) -> tuple[float, dict, dict]:
     rule = load_rule_file(ROOT / "rules" / rule_file)
     t = time.perf_counter()
-    acc = Accumulator([rule], period=PERIOD, shard="bench")
+    acc = Accumulator([rule], period=PERIOD, shard="bench", explain=explain)
     add = acc.add_line
     records = 0
     with open(path, "rb") as fh:
@@ -101,6 +111,9 @@ def run_sieve(path: Path, rule_file: str = "errors-by-path.json") -> tuple[float
             for ev in decoded.events:
                 add(ev.message)
     reports = acc.reports(TOP)
+    for agg in acc.partials.values():  # count what is still pending, as a flush would
+        if agg.explain is not None:
+            agg.explain.settle()
     elapsed = time.perf_counter() - t
     answer = {r.window.start: [(c.keys[0], c.value) for c in r.contributors] for r in reports if r.contributors}
     return elapsed, answer, {"records": records, "events": acc.stats.events, "rejected": dict(acc.stats.rejected)}
@@ -147,6 +160,55 @@ def state_at_one_million_ips() -> dict:
             "lambda_state_limit_bytes": 1_048_576, "feed_seconds": round(fed, 2), "serialise_seconds": round(enc, 3)}  # fmt: skip
 
 
+def state_with_explanation_at_one_million_keys(distinct_text: bool = False) -> dict:
+    """One shard-window's partial, explanation included, after 1M events of 1M distinct clients."""
+    import random
+    import zlib
+
+    rng = random.Random(2)
+    rule = compile_rule({"Schema": {"Name": "CloudWatchLogRule", "Version": 1}, "LogGroupNames": ["/sieve/access*"],
+                         "LogFormat": "CLF", "Fields": {"1": "client"}, "Contribution": {"Keys": ["client"]},
+                         "AggregateOn": "Count"}, "requests-by-client")  # fmt: skip
+    agents = [f"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{100 + i}.0.0.0 Safari/537.36"
+              for i in range(150)] + ["curl/8.5.0", "python-requests/2.31.0", "OrdersWorker/3.4.1", "-"]
+    referers = [f"https://www.example.com/page/{i}" for i in range(60)] + ["-"]
+    paths = ["/", "/login", "/search", "/api/v1/users/{}", "/api/v1/orders/{}/items", "/static/app.{}.js"]
+    ips: set[str] = set()
+    while len(ips) < 1_000_000:
+        if rng.random() < 0.06:
+            ips.add(f"2001:db8:{rng.getrandbits(16):x}:{rng.getrandbits(16):x}::{rng.getrandbits(16):x}")
+        else:
+            ips.add(f"{rng.getrandbits(8)}.{rng.getrandbits(8)}.{rng.getrandbits(8)}.{rng.getrandbits(8)}")
+    order = sorted(ips)
+    rng.shuffle(order)
+    cfg = ExplainConfig()
+    acc = Accumulator([rule], period=PERIOD, shard="bench", capacity=DEFAULT_CAPACITY, explain=cfg)
+    add = acc.add_line
+    t = time.perf_counter()
+    for i, ip in enumerate(order):
+        if distinct_text:
+            ua, ref = f"agent-{i}-{rng.getrandbits(64):x}", f"https://r{i}.example/{rng.getrandbits(64):x}"
+        else:
+            ua, ref = agents[rng.randrange(len(agents))], referers[rng.randrange(len(referers))]
+        path = paths[rng.randrange(len(paths))].format(rng.randrange(10**6))
+        add(f'{ip} - - [01/Jan/1970:00:00:{i % 60:02d} +0000] "GET {path} HTTP/1.1" {rng.choice((200, 200, 304, 404, 500))} '
+            f'{rng.randrange(100000)} "{ref}" "{ua}"')
+    fed = time.perf_counter() - t
+    agg = acc.partials[("requests-by-client", Window(0, PERIOD))]
+    t = time.perf_counter()
+    blob = agg.to_bytes()
+    enc = time.perf_counter() - t
+    ex = agg.explain
+    explain_bytes = len(zlib.compress(orjson.dumps(ex.to_doc()), 6))
+    return {"events": len(order), "distinct_keys_offered": len(order), "distinct_user_agents_and_referers": distinct_text,
+            "capacity": DEFAULT_CAPACITY, "keys_held": len(agg.values), "explain_keys_tracked": len(ex.keys),
+            "explain_dimensions": list(ex.plan.dims), "approximate": agg.approximate,
+            "explain_approximate": ex.approximate, "state_bytes": len(blob), "explain_bytes": explain_bytes,
+            "explain_max_state_bytes": cfg.max_state_bytes, "max_state_bytes": DEFAULT_MAX_STATE_BYTES,
+            "dynamodb_item_limit_bytes": 400_000, "lambda_state_limit_bytes": 1_048_576,
+            "feed_seconds": round(fed, 2), "serialise_seconds": round(enc, 3)}  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -162,10 +224,12 @@ def main() -> int:
         print(f"generated {args.lines} lines ({log.stat().st_size / 1e6:.0f} MB) in {gen_s:.1f}s", file=sys.stderr)
     rss_before = rss_mb()
     # best of N runs each, interleaved: the machine is shared, so single runs are noisy
-    sieve_runs, duck_runs, duck1_runs, tpl_runs = [], [], [], []
+    sieve_runs, duck_runs, duck1_runs, tpl_runs, explain_runs = [], [], [], [], []
     for _ in range(args.repeat):
         sieve_s, sieve_answer, sieve_stats = run_sieve(log)
         sieve_runs.append(sieve_s)
+        explain_s, explain_answer, _ = run_sieve(log, explain=ExplainConfig())
+        explain_runs.append(explain_s)
         tpl_runs.append(run_sieve(log, "errors-by-path-template.json")[0])
         if len(sieve_runs) == 1:
             rss_sieve = rss_mb()  # before DuckDB ever ran in this process
@@ -177,10 +241,18 @@ def main() -> int:
               f"{args.lines / duck_s:,.0f} ({duck_s:.2f}s) | duckdb 1 thread {args.lines / duck1_s:,.0f} ({duck1_s:.2f}s)",
               file=sys.stderr)  # fmt: skip
     sieve_s, duck_s, duck1_s, tpl_s = min(sieve_runs), min(duck_runs), min(duck1_runs), min(tpl_runs)
+    explain_s = min(explain_runs)
     print(f"sieve errors-by-path-template {args.lines / tpl_s:,.0f} lines/s ({tpl_s:.2f}s)", file=sys.stderr)
-    same = sieve_answer == duck_answer == duck1_answer
+    print(f"sieve errors-by-path with explanation {args.lines / explain_s:,.0f} lines/s ({explain_s:.2f}s, "
+          f"+{(explain_s / sieve_s - 1) * 100:.0f}% time)", file=sys.stderr)
+    same = sieve_answer == duck_answer == duck1_answer == explain_answer
     state = state_at_one_million_ips()
     print(f"state at 1M distinct IPs: {state['state_bytes']:,} bytes", file=sys.stderr)
+    state_ex = state_with_explanation_at_one_million_keys()
+    state_ex_worst = state_with_explanation_at_one_million_keys(distinct_text=True)
+    print(f"with explanation: {state_ex['state_bytes']:,} bytes (explanation {state_ex['explain_bytes']:,}); every "
+          f"user agent and referer distinct: {state_ex_worst['state_bytes']:,} ({state_ex_worst['explain_bytes']:,})",
+          file=sys.stderr)
     result = {
         "benchmark": "top-N: decode + parse + rule + per-window top-10 (errors-by-path)",
         "lines": args.lines,
@@ -189,6 +261,9 @@ def main() -> int:
         "sieve": {"seconds": round(sieve_s, 3), "lines_per_second": round(args.lines / sieve_s), "threads": 1,
                   "records": sieve_stats["records"], "lines_per_record": RECORD_LINES, "rejected": sieve_stats["rejected"],
                   "peak_rss_mb": round(rss_sieve, 1), "rss_before_mb": round(rss_before, 1)},  # fmt: skip
+        "sieve_explain": {"seconds": round(explain_s, 3), "lines_per_second": round(args.lines / explain_s), "threads": 1,
+                          "time_over_sieve": round(explain_s / sieve_s, 3), "config": "ExplainConfig() defaults",
+                          "runs_seconds": [round(x, 3) for x in explain_runs]},
         "sieve_errors_by_path_template": {"seconds": round(tpl_s, 3), "lines_per_second": round(args.lines / tpl_s),
                                           "threads": 1, "runs_seconds": [round(x, 3) for x in tpl_runs]},
         "duckdb": {"seconds": round(duck_s, 3), "lines_per_second": round(args.lines / duck_s), "threads": threads},
@@ -201,6 +276,8 @@ def main() -> int:
         "same_answer": same,
         "windows": len(sieve_answer),
         "state_one_shard_window": state,
+        "state_one_shard_window_with_explanation": state_ex,
+        "state_one_shard_window_with_explanation_distinct_text": state_ex_worst,
         "peak_rss_mb_process": round(rss_mb(), 1),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
     }

@@ -13,17 +13,22 @@ a port are plain frozen dataclasses in processors/core/types.py, never vendor ty
     WindowStore   the log pipeline's state: cursors, partials, open windows, progress, reports, cooldowns, mutes
     RejectSink    undecodable records, kept with their reason
     FaqIndex      role indexes of FAQ entries (upsert/delete with external versions)
+    Fetcher       one polite, bounded GET for the FAQ crawler
+    FaqStore      what the FAQ table holds per crawl source; conditional writes and deletes
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from processors.core.budget import BudgetConfig
 from processors.core.types import (
     AuditRecord,
+    Fetched,
+    FetchLimits,
+    HeldEntry,
     Candidate,
     Delivery,
     LastSelected,
@@ -196,3 +201,27 @@ class FaqIndex(Protocol):
         ...
 
     def delete(self, role: str, doc_id: str, version: int) -> WriteResult: ...
+
+
+# --------------------------------------------------------------------------------------- FAQ crawler
+
+
+class Fetcher(Protocol):
+    def fetch(self, url: str, *, limits: FetchLimits, delay: float, allow: Callable[[str], str | None]) -> Fetched:
+        """GET `url` at least `delay` seconds after the previous request to its host, following at most
+        limits.max_redirects redirects, each target first passed to `allow` (None: go on; else the reason
+        code to stop with). Never raises for anything the site does."""
+        ...
+
+
+class FaqStore(Protocol):
+    def held(self, source_key: str) -> dict[str, HeldEntry]: ...
+
+    def put(self, item: Mapping[str, Any], *, source_key: str) -> str:
+        """Write unless the table holds the same content hash: "written" | "unchanged" | "claimed" (the id
+        belongs to another source or was written by hand). Raises TransientFailure."""
+        ...
+
+    def delete(self, entry: HeldEntry, *, source_key: str) -> str:
+        """Delete if it still has the hash we saw: "deleted" | "changed" | "gone". Raises TransientFailure."""
+        ...

@@ -74,7 +74,20 @@ def ingest_config(loaded: LoadedConfig):
     logs = logs_pipeline(loaded.config)
     return IngestConfig(rules=tuple(loaded.rules), period=logs.window.period_seconds, capacity=logs.state.capacity,
                         json_fields=JsonFields(**logs.parse.json_fields.model_dump()),
-                        samples_k=logs.ai.samples_per_group)
+                        samples_k=logs.ai.samples_per_group, explain=explain_config(loaded))
+
+
+def explain_config(loaded: LoadedConfig):
+    """pipelines.logs.explain -> the core's ExplainConfig; its `rules` must name configured rules."""
+    from processors.errors import ConfigError
+
+    cfg = logs_pipeline(loaded.config).explain.to_core()
+    names = [r.name for r in loaded.rules]
+    unknown = [n for n in cfg.rules if n not in names]
+    if unknown:
+        raise ConfigError(str(loaded.path), [f"pipelines.logs.explain.rules: no rule named {', '.join(map(repr, unknown))}; "
+                                             f"rules: {', '.join(names)}"])
+    return cfg
 
 
 def state_store(loaded: LoadedConfig):
@@ -118,7 +131,8 @@ def finalise_config(loaded: LoadedConfig, redaction_secret: bytes):
     logs = logs_pipeline(loaded.config)
     return FinaliseConfig(rules=tuple(r.name for r in loaded.rules), period=logs.window.period_seconds,
                           allowed_lateness=logs.window.allowed_lateness_seconds, top_n=logs.top_n,
-                          selection=logs.selection.to_core(), boundary=boundary_config(logs, redaction_secret))
+                          selection=logs.selection.to_core(), boundary=boundary_config(logs, redaction_secret),
+                          explain=explain_config(loaded))
 
 
 def slack_notifier(loaded: LoadedConfig, secrets=None):
@@ -315,6 +329,45 @@ def ask_app(loaded: LoadedConfig, *, secrets=None, **kwargs) -> AskApp:
     return AskApp(asker(loaded, **kwargs), lambda: secrets.get(faq.slack_secret, faq.slack_signing_key))
 
 
+# ------------------------------------------------------------------------------------ FAQ crawler
+
+
+@dataclass
+class FaqCrawlerApp:
+    """What the scheduled FAQ crawler holds per container: the use case and the sources it crawls."""
+
+    crawler: object  # core.crawl.Crawler
+    sources: list  # core.crawl.CrawlSource, in pipelines.yaml order
+    store: object  # adapters.faq_table.DynamoFaqTable
+
+
+def faq_crawler(loaded: LoadedConfig, *, fetcher=None, store=None, clock: Callable[[], float] = time.monotonic,
+                sources=None) -> FaqCrawlerApp:
+    """The FAQ crawler's use case: pipelines.faq.sources -> pages -> conditional writes to the FAQ table."""
+    from datetime import datetime, timezone
+
+    from processors.adapters import aws
+    from processors.adapters.faq_table import DynamoFaqTable
+    from processors.adapters.web import HttpFetcher
+    from processors.core.crawl import Crawler
+
+    faq = faq_pipeline(loaded.config)
+    table = loaded.config.resources.tables.get(faq.table)
+    id_attribute = table.partition_key if table is not None else "id"
+    store = store or DynamoFaqTable(faq.table, client=aws.client("dynamodb", aws.region(loaded.config.region)),
+                                    id_attribute=id_attribute)
+    crawler = Crawler(fetcher or HttpFetcher(clock=clock), store, clock=clock, id_attribute=id_attribute,
+                      now_iso=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return FaqCrawlerApp(crawler, list(sources) if sources is not None else [s.to_core() for s in faq.sources], store)
+
+
+def _faq_crawler_needs(cfg: Config, needs: Needs) -> None:
+    faq = cfg.pipelines.faq
+    if faq is None:
+        return
+    needs.add("tables", faq.table)                   # reads what a source holds, writes and deletes entries
+
+
 # ------------------------------------------------------------------------------------ Slack interactivity
 
 
@@ -355,4 +408,5 @@ LOGS: Component = Component(logs_ingest, _logs_needs)
 FINALISER: Component = Component(finaliser, _finaliser_needs)
 FAQ: Component = Component(faq_indexer, _faq_needs)
 ASK: Component = Component(ask_app, _ask_needs)
+FAQ_CRAWLER: Component = Component(faq_crawler, _faq_crawler_needs)
 SLACK_ACTIONS: Component = Component(slack_actions_app, _slack_actions_needs)

@@ -1,10 +1,14 @@
-"""`sieve faq load FILE.jsonl` / `sieve faq ask "question" --role public`.
+"""`sieve faq load FILE.jsonl` / `sieve faq crawl URL --role ROLE` / `sieve faq ask "question" --role public`.
 
 load   puts FAQ entries (one JSON object a line: id, question, answer, role, source_url, lang, updated_at)
        into the FAQ table (`pipelines.faq.table`): this is the crawler's output path. Each line is checked
        with the same rules the FAQ processor applies (processors.core.faq); invalid lines are reported with
        their line number and reason and not written (exit 1). The role is not checked here: an unknown
        role is written and then indexed nowhere by the processor (fail closed), as it would be on AWS.
+crawl  crawls a site (or, without a URL, every source of `pipelines.faq.sources`) into the FAQ table like the
+       scheduled faq-crawler function: sitemaps and same-site links inside the scope, robots.txt obeyed,
+       Q/As from JSON-LD / microdata / <details> / <dl> / question headings, only changed entries written,
+       vanished ones deleted (processors.core.crawl). A progress bar while it runs, then the summary.
 ask    answers from the role's index exactly like the Slack handler (retrieval, relevance gate, model,
        citation check) and prints the answer, its citations and whether a model wrote it.
 """
@@ -31,6 +35,21 @@ def register(sub) -> None:
     lp.add_argument("--config")
     lp.add_argument("--table", help="table name (default pipelines.faq.table)")
     lp.set_defaults(func=run_load)
+    cp = fsub.add_parser("crawl", help="crawl a site's FAQ pages into the FAQ table (only changes are written)")
+    cp.add_argument("url", nargs="?", help="start URL; default: every source in pipelines.faq.sources")
+    cp.add_argument("--role", help="record role of the entries (default: the configured source's role for this URL)")
+    cp.add_argument("--config")
+    cp.add_argument("--table", help="table name (default pipelines.faq.table)")
+    cp.add_argument("--scope", help="URL prefix to stay inside (default: the start URL's directory)")
+    cp.add_argument("--include", action="append", default=None, metavar="REGEX", help="crawl only URLs matching one (repeatable)")
+    cp.add_argument("--exclude", action="append", default=None, metavar="REGEX", help="never crawl URLs matching any (repeatable)")
+    cp.add_argument("--max-pages", type=int)
+    cp.add_argument("--delay", type=float, help="seconds between requests (robots.txt Crawl-delay wins when longer)")
+    cp.add_argument("--timeout", type=float, help="seconds per request")
+    cp.add_argument("--no-sitemaps", action="store_true", help="discover pages by links only")
+    cp.add_argument("--no-progress", action="store_true")
+    cp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    cp.set_defaults(func=run_crawl)
     ap = fsub.add_parser("ask", help="answer a question from the FAQ indexes, with citations")
     ap.add_argument("question")
     ap.add_argument("--role", help="index role to answer for (default pipelines.faq.default_role)")
@@ -127,3 +146,84 @@ def run_ask(args) -> int:
 
 def _cite(c) -> dict:
     return {"ref": c.ref, "id": c.id, "question": c.question, "source_url": c.source_url}
+
+
+# ------------------------------------------------------------------------------------ crawl
+
+
+def crawl_sources(args, loaded) -> list:
+    """The sources this `sieve faq crawl` means: the configured ones, or the URL with its options (a URL
+    that is a configured source keeps that source's settings unless an option overrides them)."""
+    from processors.config.models import CrawlSourceSpec
+
+    faq = loaded.config.pipelines.faq
+    configured = list(faq.sources) if faq is not None else []
+    overrides = {k: v for k, v in {
+        "role": args.role, "scope": args.scope, "include": args.include, "exclude": args.exclude,
+        "max_pages": args.max_pages, "delay_seconds": args.delay, "timeout_seconds": args.timeout,
+        "sitemaps": False if args.no_sitemaps else None}.items() if v is not None}
+    if not args.url:
+        if not configured:
+            raise SieveError("no URL given and pipelines.faq.sources is empty: `sieve faq crawl URL --role ROLE`")
+        return [CrawlSourceSpec(**{**s.model_dump(), **overrides}).to_core() for s in configured]
+    base: dict = {}
+    for s in configured:
+        core = s.to_core()
+        if args.url in (s.url, core.start):
+            base = s.model_dump()
+    if "role" not in overrides and "role" not in base:
+        raise SieveError(f"--role: required ({args.url} is not a configured source)")
+    try:
+        spec = CrawlSourceSpec(**{**base, "url": args.url, **overrides})
+    except ValueError as exc:
+        raise SieveError(f"sieve faq crawl: {exc}") from None
+    visible = {r for allowed in (faq.roles.values() if faq else ()) for r in allowed}
+    if faq is not None and spec.role not in visible:
+        raise SieveError(f"--role {spec.role}: no index role may see it (pipelines.faq.roles lists {', '.join(sorted(visible))})")
+    return [spec.to_core()]
+
+
+def run_crawl(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from processors import wiring
+
+    loaded = load(args.config)
+    if loaded.config.pipelines.faq is None:
+        raise SieveError("pipelines.faq is not configured (the crawler writes to its table, with its roles)")
+    sources = crawl_sources(args, loaded)
+    aws.use_local_credentials_if_missing()
+    app = wiring.faq_crawler(loaded, sources=sources, **({"store": _store(args.table, loaded)} if args.table else {}))
+    try:
+        app.store.client.describe_table(TableName=app.store.table)  # it must exist before anything is fetched
+    except Exception as exc:  # noqa: BLE001 - say where we looked
+        raise SieveError(f"FAQ table {app.store.table!r} not usable ({str(exc)[:200]}); run `sieve up`?") from None
+    console = Console(stderr=True)
+    reports = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, disable=args.no_progress or not console.is_terminal,
+                  transient=False) as progress:
+        for source in sources:
+            task = progress.add_task(source.label[:50], total=None)
+
+            def step(done: int, known: int, url: str, task=task, label=source.label) -> None:
+                progress.update(task, completed=done, total=max(known, done),
+                                description=f"{label[:40]} {url.rsplit('/', 1)[-1][:30] or '/'}")
+
+            reports.append(app.crawler.crawl(source, progress=step))
+            progress.update(task, description=source.label[:50])
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], ensure_ascii=False, indent=2))
+    else:
+        for r in reports:
+            print("\n".join(r.lines()))
+    return 1 if any(r.error for r in reports) else 0
+
+
+def _store(table: str, loaded):
+    from processors.adapters.faq_table import DynamoFaqTable
+
+    spec = loaded.config.resources.tables.get(table)
+    return DynamoFaqTable(table, client=aws.client("dynamodb", aws.region(loaded.config.region)),
+                          id_attribute=spec.partition_key if spec else "id")

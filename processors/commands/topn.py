@@ -7,7 +7,12 @@ CloudWatch Logs subscription payloads (one JSON document, or one per line).
 Keys come from log text, so they are printed (tables and --json) with secrets redacted by the same
 function as Slack (processors/core/surfaces.py; the patterns of pipelines.yaml when there is one).
 The counting is over the keys as logged: two rows may read alike once redacted, and `stats.redacted`
-says how many secrets were masked. There is no switch to print them: the log file is at hand."""
+says how many secrets were masked. There is no switch to print them: the log file is at hand.
+
+`--explain` also counts the explanation dimensions (processors/core/explain.py, default settings, every
+contributor tracked) and gives every contributor its `contrast` (a list of `{field, value, group_share,
+baseline_share, group_count, baseline_count, error}`, most distinguishing first) and its `onset` (null
+when there is none); values pass the same redaction."""
 
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ from typing import Iterator
 
 import orjson
 
-from processors.core.aggregate import DEFAULT_CAPACITY, Accumulator
+from processors.core.aggregate import DEFAULT_CAPACITY, Accumulator, merge
+from processors.core.explain import ExplainConfig, Explanation, explain_groups
 from processors.core.decode import Decoded, LogEvent, decode_cwl_document
 from processors.config.rule_files import load_rule_file
 from processors.core.surfaces import ForPeople
@@ -47,6 +53,8 @@ def register(sub) -> None:
     p.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY, help=f"exact keys per window before the "
                    f"heavy-hitter summary takes over (default {DEFAULT_CAPACITY})")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON (TopNReport fields) instead of tables")
+    p.add_argument("--explain", action="store_true", help="add each contributor's contrast facts (what sets it "
+                   "apart from the rest of the window's traffic) and onset (the 10 s bucket where its rate rose)")
     p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=run)
@@ -106,7 +114,12 @@ def run(args) -> int:
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise TopNError(f"rule names (file stems) must be unique, got {names}")
-    acc = Accumulator(rules, period=args.period, shard="local", capacity=args.capacity)
+    explain = None
+    if args.explain:
+        if args.period % 10:
+            raise TopNError("--explain needs a --period that is a multiple of 10 s (its onset buckets)")
+        explain = ExplainConfig(keys=max(ExplainConfig().keys, 2 * args.top))  # the contributors shown are tracked
+    acc = Accumulator(rules, period=args.period, shard="local", capacity=args.capacity, explain=explain)
     other: dict[str, int] = {}
     blank = 0
     for f in args.files:
@@ -119,16 +132,40 @@ def run(args) -> int:
                 add_line(item)
             else:
                 acc.add_event(item)
+    explained: list[dict] = []
+    if explain is not None:
+        for (rule, w), agg in sorted(acc.partials.items(), key=lambda kv: (kv[0][1].start, kv[0][0])):
+            r = merge([agg], args.top)
+            explained.append(explain_groups([agg.explain], [c.keys for c in r.contributors], explain))
     reports = [for_people_report(r, view) for r in acc.reports(args.top)]
     stats = {"events": acc.stats.events, "parsed": acc.stats.parsed, "rejected": dict(sorted(acc.stats.rejected.items())),
              "skipped": dict(sorted(other.items())) | ({"blank_lines": blank} if blank else {}),
              "redacted": dict(sorted(view.totals.items()))}  # fmt: skip
+    docs = [report_dict(r) for r in reports]
+    if explain is not None:
+        raw_keys = [[c.keys for c in r.contributors] for r in acc.reports(args.top)]
+        for doc, keys, found in zip(docs, raw_keys, explained):
+            for c, key in zip(doc["contributors"], keys):
+                c.update(explanation_dict(found.get(key), view))
     if args.json:
-        sys.stdout.write(orjson.dumps({"reports": [report_dict(r) for r in reports], "stats": stats},
-                                      option=orjson.OPT_INDENT_2).decode() + "\n")  # fmt: skip
+        sys.stdout.write(orjson.dumps({"reports": docs, "stats": stats}, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
-        _print_tables(reports, stats)
+        _print_tables(reports, stats, docs if explain is not None else None)
     return 0
+
+
+def explanation_dict(e: Explanation | None, view: ForPeople) -> dict:
+    """A contributor's `contrast` and `onset` as JSON (values as people may see them)."""
+    if e is None:
+        return {"contrast": [], "onset": None}
+    return {
+        "contrast": [{"field": c.field, "value": view(c.value), "group_share": c.group_share,
+                      "baseline_share": c.baseline_share, "group_count": c.group_count,
+                      "baseline_count": c.baseline_count, "error": c.error} for c in e.contrast],
+        "onset": None if e.onset is None else {
+            "at": e.onset.at, "bucket_seconds": e.onset.bucket_seconds, "counts": list(e.onset.counts),
+            "before_rate": e.onset.before_rate, "after_rate": e.onset.after_rate},
+    }
 
 
 def for_people_report(r: TopNReport, view: ForPeople) -> TopNReport:
@@ -146,16 +183,25 @@ def report_dict(r: TopNReport) -> dict:
     return d
 
 
+def _why(c: dict) -> str:
+    parts = [f"{f['field']}={f['value']}: {f['group_share']:.0%} vs {f['baseline_share']:.0%}"
+             + (f" (±{f['error']:.0%})" if f["error"] else "") for f in c["contrast"]]
+    o = c["onset"]
+    if o is not None:
+        parts.append(f"rose at {_fmt_time(o['at'])[11:]} ({o['before_rate']:.3g} -> {o['after_rate']:.3g} per {o['bucket_seconds']} s)")
+    return "; ".join(parts)
+
+
 def _fmt_time(ts: int) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _print_tables(reports: list[TopNReport], stats: dict) -> None:
+def _print_tables(reports: list[TopNReport], stats: dict, docs: list[dict] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    for r in reports:
+    for n, r in enumerate(reports):
         if not r.contributors:
             continue
         approx = f", approximate (values may be over by up to {r.error_bound:g})" if r.approximate else ""
@@ -167,9 +213,12 @@ def _print_tables(reports: list[TopNReport], stats: dict) -> None:
             t.add_column(name, overflow="fold")
         t.add_column(r.aggregate_on, justify="right")
         t.add_column("share", justify="right")
+        if docs is not None:
+            t.add_column("explanation", overflow="fold")
         for i, c in enumerate(r.contributors, 1):
             share = c.value / r.sum if r.sum else 0
-            t.add_row(str(i), *c.keys, f"{c.value:g}", f"{share:.1%}")
+            why = [] if docs is None else [_why(docs[n]["contributors"][i - 1])]
+            t.add_row(str(i), *c.keys, f"{c.value:g}", f"{share:.1%}", *why)
         console.print(t)
     empty = sum(1 for r in reports if not r.contributors)
     rejected = ", ".join(f"{k} {v}" for k, v in stats["rejected"].items()) or "none"

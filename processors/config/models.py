@@ -224,8 +224,41 @@ def _budget_spec() -> type[Strict]:
     return _from_core("BudgetSpec", BudgetConfig, "Token and call budgets of the model, reserved before each call.")
 
 
+def _explain_spec() -> type[Strict]:
+    from processors.core.explain import DIMENSIONS, ExplainConfig
+
+    return _from_core("ExplainSpec", ExplainConfig, "What explains a selected group in Slack and to the model: "
+                      "contrast facts (attribute values that set the group apart from the rest of the window's "
+                      "traffic), the onset (the sub-window where its rate rose) and the change against earlier "
+                      "windows. Counted per shard in bounded, mergeable state next to each partial.", {
+        "enabled": "Count dimensions and explain selected groups (false: no cost on the hot path).",
+        "rules": "Rule names that pay for explanation; empty: every rule.",
+        "dimensions": f"Dimensions to count (each format uses those it has; CLF has the first 7): "
+                      f"{', '.join(DIMENSIONS)}. A dimension a rule keys on or fixes with a filter is not counted for it.",
+        "bucket_seconds": "Sub-window length for the onset; must divide window.period_seconds.",
+        "keys": "Heaviest contributor keys per (rule, window, shard) with their own dimension counters and buckets.",
+        "values_per_key": "Values counted exactly per key and dimension (Space-Saving beyond, with an error bound).",
+        "baseline_values": "Values counted exactly per dimension over the window's traffic (Space-Saving beyond).",
+        "max_facts": "Contrast facts kept per group, most distinguishing first.",
+        "min_difference": "Smallest |group share - share in other traffic| worth stating (0.2 = 20 points).",
+        "min_events": "Groups with fewer counted events get no contrast facts and no onset (a handful of events "
+                      "all look distinctive, and have no rate).",
+        "onset_factor": "The rate must reach this multiple of the rate before (and at least 1 event per bucket).",
+        "change_factor": "'count change xN' when the count moved by at least this factor since the latest earlier "
+                         "window that had the group; else 'known pattern'.",
+        "change_windows": "Earlier windows' stored top-N to compare with ('new pattern': absent from all).",
+        "max_state_bytes": "Byte budget of the explanation inside one partial (compressed).",
+        "user_agent_field": "JSON lines: the field holding the user agent (dotted paths allowed).",
+        "referer_field": "JSON lines: the field holding the referer.",
+        "protocol_field": "JSON lines: the field holding the HTTP protocol.",
+        "host_field": "JSON lines: the field holding the requested host (ALB: domain_name).",
+        "target_field": "JSON lines: the field holding the upstream target (ALB: target).",
+    })
+
+
 SelectionSpec = _selection_spec()
 BudgetSpec = _budget_spec()
+ExplainSpec = _explain_spec()
 
 
 # --- the kinds: one class per kind, `kind` is the discriminator. Each validates itself, builds its
@@ -508,6 +541,14 @@ class LogsPipeline(Strict):
     ai: AISpec = AISpec()
     slack: SlackSpec = SlackWebhookNotifierSpec()
     rejects_queue: str | None = None
+    explain: ExplainSpec = ExplainSpec()
+
+    @model_validator(mode="after")
+    def _explain_buckets(self) -> "LogsPipeline":
+        if self.explain.enabled and self.window.period_seconds % self.explain.bucket_seconds:
+            raise ValueError(f"explain.bucket_seconds {self.explain.bucket_seconds} must divide "
+                             f"window.period_seconds {self.window.period_seconds}")
+        return self
 
 
 # --------------------------------------------------------------------------- FAQ pipeline
@@ -559,6 +600,41 @@ class OpenSearchSpec(Strict):
     index_prefix: str = "faq-"
 
 
+class CrawlSourceSpec(Strict):
+    """A site the FAQ crawler reads (the scheduled faq-crawler function, `sieve faq crawl`): its pages' Q/As
+    become FAQ table entries with this role. It never leaves its scope, obeys robots.txt and is bounded."""
+
+    url: str = Field(description="Start URL (http or https).")
+    role: str = Field(description="Record role of every entry found (an index role must list it to see them).")
+    name: str = Field(default="", description="Name in logs, summaries and the faq-crawler event; default: the URL.")
+    scope: str = Field(default="", description="URL prefix (absolute, or a path on the start URL's site) the crawl stays "
+                       "inside; default: the start URL's directory.")
+    include: list[str] = Field(default=[], description="Regexes (searched in path + query): a URL must match one, if any are given.")
+    exclude: list[str] = Field(default=[], description="Regexes (searched in path + query): a URL matching any is not crawled.")
+    sitemaps: bool = Field(default=True, description="Discover pages from robots.txt Sitemap: lines and /sitemap.xml.")
+    max_pages: Annotated[int, Field(ge=1, le=10000)] = 200
+    delay_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=1.0, description="Least time between two requests to the site (robots.txt Crawl-delay wins when longer).")
+    timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    max_bytes: Annotated[int, Field(ge=1024, le=50 * 1024 * 1024)] = 2 * 1024 * 1024
+    max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
+    passage_chars: Annotated[int, Field(ge=100, le=8000)] = Field(
+        default=1000, description="Answers longer than this are cut into passages, each its own entry (embedded and indexed).")
+    passage_overlap: Annotated[int, Field(ge=0, le=4000)] = 150
+    max_passages: Annotated[int, Field(ge=1, le=200)] = 20
+    user_agent: str = "SieveFaqCrawler/0.1"
+
+    @model_validator(mode="after")
+    def _core_checks(self) -> "CrawlSourceSpec":
+        self.to_core()
+        return self
+
+    def to_core(self):
+        from processors.core.crawl import CrawlSource
+
+        return CrawlSource(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.model_dump().items()})
+
+
 class FaqPipeline(Strict):
     table: str
     role_attribute: str = "role"
@@ -573,6 +649,22 @@ class FaqPipeline(Strict):
     slack_signing_key: str = "signing_secret"
     slack_user_roles: dict[str, str] = Field(default={}, description="Slack user id -> index role; anyone else gets default_role.")
     default_role: str = "public"
+    sources: list[CrawlSourceSpec] = Field(default=[], description="Sites the faq-crawler function crawls into the table.")
+
+    @model_validator(mode="after")
+    def _crawl_sources(self) -> "FaqPipeline":
+        visible = {r for allowed in self.roles.values() for r in allowed}
+        bad = [f"sources[{i}].role: {s.role!r} is visible to no index role (roles lists {', '.join(sorted(visible))})"
+               for i, s in enumerate(self.sources) if s.role not in visible]
+        keys: dict[str, int] = {}
+        for i, s in enumerate(self.sources):
+            key = s.to_core().key
+            if key in keys:
+                bad.append(f"sources[{i}]: same scope {key} as sources[{keys[key]}]")
+            keys.setdefault(key, i)
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
 
     @model_validator(mode="after")
     def _known_roles(self) -> "FaqPipeline":

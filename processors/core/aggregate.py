@@ -20,6 +20,11 @@ So every reported value v satisfies `true <= v <= true + error_bound`, and no co
 of every partial has a true value above `error_bound` (it is also at least the sum of the
 approximate partials' floors); with only exact partials everything is exact and the bound is 0. Ranking is by value descending, ties broken by the key tuple ascending; integer values
 are summed as ints and floats with math.fsum, so the result does not depend on partial order.
+
+Explanation. A partial may carry an `ExplainPartial` (`explain`, see processors/core/explain.py):
+bounded per-dimension counters of the window's traffic and of its heaviest keys, serialised inside
+the same blob within its own byte budget (`ExplainConfig.max_state_bytes`), so the blob as a whole
+stays within `max_bytes`. `merge` ignores it; `explain.explain_groups` merges it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Iterable
 import orjson
 
 from processors.core.decode import LogEvent, Rejected
+from processors.core.explain import FLUSH_EVENTS, Baseline, ExplainConfig, ExplainPartial, ExplainPlan, extractor, plans_for
 from processors.core.parse import DEFAULT_JSON_FIELDS, PARSERS, JsonFields
 from processors.core.rules import CompiledRule
 from processors.core.samples import Samples
@@ -70,7 +76,7 @@ class WindowAggregate:
 
     __slots__ = ("rule", "window", "shard", "key_names", "aggregate_on", "capacity", "values", "errors", "floor",
                  "approximate", "inserted", "sample_count", "sum", "total_events", "min_ts", "max_ts",
-                 "late_events", "_heap")  # fmt: skip
+                 "late_events", "explain", "_heap")  # fmt: skip
 
     def __init__(self, rule: str, window: Window, key_names: tuple[str, ...], aggregate_on: str = "Count",
                  shard: str = "", capacity: int = DEFAULT_CAPACITY):  # fmt: skip
@@ -93,6 +99,7 @@ class WindowAggregate:
         self.min_ts: float | None = None
         self.max_ts: float | None = None
         self.late_events = 0
+        self.explain: ExplainPartial | None = None
         self._heap: list | None = None
 
     @classmethod
@@ -173,7 +180,10 @@ class WindowAggregate:
     def to_bytes(self, max_bytes: int = DEFAULT_MAX_STATE_BYTES) -> bytes:
         """Compact deterministic form (zlib of sorted orjson). If it would exceed `max_bytes`,
         entries are evicted first (smallest value first, the aggregate turns approximate), so
-        afterwards `from_bytes(result)` equals this aggregate and `len(result) <= max_bytes`."""
+        afterwards `from_bytes(result)` equals this aggregate and `len(result) <= max_bytes`. An
+        explanation is first fitted to its own budget (ExplainConfig.max_state_bytes)."""
+        if self.explain is not None:
+            self.explain.fit()
         blob = self._encode()
         while len(blob) > max_bytes:
             if not self.values:
@@ -204,6 +214,8 @@ class WindowAggregate:
             "late_events": self.late_events,
             "entries": entries,
         }
+        if self.explain is not None:
+            doc["explain"] = self.explain.to_doc()
         return zlib.compress(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), 6)
 
     @classmethod
@@ -224,6 +236,9 @@ class WindowAggregate:
             for f in ("approximate", "floor", "inserted", "sample_count", "sum", "total_events", "min_ts", "max_ts",
                       "late_events"):  # fmt: skip
                 setattr(agg, f, doc[f])
+            ex = doc.get("explain")
+            if ex is not None:
+                agg.explain = ExplainPartial.from_doc(ex, agg.window.start, agg.window.end - agg.window.start)
         except (zlib.error, orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise ValueError(f"not a serialised WindowAggregate: {type(exc).__name__}: {exc}") from exc
         return agg
@@ -331,10 +346,16 @@ class Accumulator:
     `partials` maps (rule name, Window) -> WindowAggregate; `samples` maps (rule name, window start)
     -> Samples (bottom-k lines per key, `samples_k` each, pruned to the `sample_keys` heaviest keys;
     0 keeps none); `reports(top)` merges each partial alone; `restore(partial, samples)` puts back a
-    stored partial."""
+    stored partial.
+
+    `explain` (an enabled ExplainConfig; None: off) gives each partial of the rules it applies to an
+    `ExplainPartial`: the event's dimension values are extracted once per format (only when a rule of
+    that format pays), appended to the baseline shared by the rules of one format and log-group scope,
+    and, for matched events, to the key's pending list; counting happens in batches."""
 
     def __init__(self, rules: Iterable[CompiledRule], *, period: int = 60, shard: str = "", capacity: int = DEFAULT_CAPACITY,
-                 json_fields: JsonFields = DEFAULT_JSON_FIELDS, samples_k: int = 0, sample_keys: int = SAMPLE_KEYS):  # fmt: skip
+                 json_fields: JsonFields = DEFAULT_JSON_FIELDS, samples_k: int = 0, sample_keys: int = SAMPLE_KEYS,
+                 explain: ExplainConfig | None = None):  # fmt: skip
         self.rules = list(rules)
         if not self.rules:
             raise ValueError("Accumulator needs at least one rule")
@@ -356,7 +377,22 @@ class Accumulator:
         unknown = [f for f in self._formats if f not in PARSERS]
         if unknown:
             raise ValueError(f"no parser for LogFormat {unknown}; known: {sorted(PARSERS)}")
-        self._parsers = [(PARSERS[f], [r for r in self.rules if r.log_format == f]) for f in self._formats]
+        self.explain = explain if explain is not None and explain.enabled else None
+        if self.explain is not None:
+            unknown = [n for n in self.explain.rules if n not in names]
+            if unknown:
+                raise ValueError(f"explain.rules names no such rule: {unknown}; rules: {names}")
+            if period % self.explain.bucket_seconds:
+                raise ValueError(f"explain.bucket_seconds {self.explain.bucket_seconds} must divide the period {period}")
+        self._plans: dict[str, ExplainPlan | None] = plans_for(self.rules, self.explain, json_fields)
+        self._baselines: dict[tuple, Baseline] = {}  # (format, log groups, window start) -> shared baseline
+        self._unsettled: list[Baseline] = []  # baselines of the current window(s), raw counts not yet settled
+        self._parsers = []
+        for f in self._formats:
+            rules_f = [r for r in self.rules if r.log_format == f]
+            plan = next((self._plans[r.name] for r in rules_f if self._plans[r.name] is not None), None)
+            extract, with_line = extractor(f, plan.row, json_fields, self.explain) if plan is not None else (None, False)
+            self._parsers.append((PARSERS[f], rules_f, extract, with_line))
         self._by_name = {r.name: r for r in self.rules}
         # hot-path cache: (rule name, window start) -> aggregate
         self._cache: dict[tuple[str, int], WindowAggregate] = {}
@@ -366,11 +402,33 @@ class Accumulator:
         samples, so later events of the same (rule, window) add to them."""
         if partial.rule not in self._by_name:
             raise ValueError(f"no rule named {partial.rule!r} in this accumulator")
+        self._adopt_explain(partial)
         self.partials[(partial.rule, partial.window)] = partial
         if partial.window.end - partial.window.start == self.period:
             self._cache[(partial.rule, partial.window.start)] = partial
         if samples is not None:
             self.samples[(partial.rule, partial.window.start)] = samples
+
+    def _adopt_explain(self, partial: WindowAggregate) -> None:
+        """A restored explanation continues only under the same plan (else it is dropped: that window is
+        then not explained); rules of one scope share one baseline again when their copies agree."""
+        ex = partial.explain
+        if ex is None:
+            return
+        plan = self._plans.get(partial.rule)
+        if plan is None or ex.plan != plan or partial.window.end - partial.window.start != self.period:
+            partial.explain = None
+            return
+        rule = self._by_name[partial.rule]
+        scope = (rule.log_format, rule.log_groups, partial.window.start)
+        ex.rank = self.rules.index(rule)
+        shared = self._baselines.get(scope)
+        if shared is None:
+            self._baselines[scope] = ex.baseline
+        elif shared is not ex.baseline and shared.same_counts(ex.baseline):
+            ex.baseline.members.remove(ex)
+            shared.join(ex)
+        ex.baseline.join(ex)  # (re)elects the member that feeds the baseline
 
     def add_event(self, event: LogEvent) -> None:
         self.add_line(event.message, log_group=event.log_group, timestamp_ms=event.timestamp_ms)
@@ -380,7 +438,7 @@ class Accumulator:
         stats.events += 1
         used = False
         sampling = self.samples_k > 0
-        for parser, rules in self._parsers:
+        for parser, rules, extract, with_line in self._parsers:
             if log_group is not None:
                 rules = [r for r in rules if r.matches_log_group(log_group)]
                 if not rules:
@@ -398,6 +456,7 @@ class Accumulator:
             used = True
             start = int(ts // self.period) * self.period
             cache = self._cache
+            raw = None
             for r in rules:
                 agg = cache.get((r.name, start))
                 if agg is None:
@@ -410,8 +469,25 @@ class Accumulator:
                 lo = agg.min_ts
                 if lo is None or ts < lo:
                     agg.min_ts = ts
+                ex = agg.explain
+                if ex is not None and ex.leader:  # the first rule of a scope feeds the shared baseline
+                    if raw is None:
+                        raw = extract(rec, line) if with_line else extract(rec)
+                    pending = ex.pending
+                    pending.append(raw)
+                    if len(pending) >= FLUSH_EVENTS:
+                        ex.baseline.flush()
                 hit = r.apply(rec)
                 if hit is not None:
+                    if ex is not None:
+                        ks = ex.keys.get(hit[0])
+                        if ks is None:
+                            ks = ex.track(hit[0], agg)  # before agg.add: it asks whether the key is new
+                        if ks is not None:
+                            if raw is None:
+                                raw = extract(rec, line) if with_line else extract(rec)
+                            ks.vals.append(raw)
+                            ks.times.append(ts)
                     agg.add(hit[0], hit[1])
                     if sampling:
                         self._sample(agg, hit[0], line)
@@ -440,6 +516,19 @@ class Accumulator:
         if agg is None:
             w = Window(start, start + self.period)
             agg = WindowAggregate.for_rule(rule, w, self.shard, self.capacity)
+            plan = self._plans.get(rule.name)
+            if plan is not None:
+                scope = (rule.log_format, rule.log_groups, start)
+                base = self._baselines.get(scope)
+                if base is None:
+                    # a new window: the raw counts of earlier windows' baselines are settled now, so an
+                    # accumulator over many windows (a day of logs) holds only their bounded counters
+                    for old in self._unsettled:
+                        old.settle()
+                    self._unsettled.clear()
+                    base = self._baselines[scope] = Baseline(plan.dims, plan.baseline_values, plan.cols)
+                    self._unsettled.append(base)
+                agg.explain = ExplainPartial(plan, start, self.period, base, self.rules.index(rule))
             self.partials[(rule.name, w)] = agg
             self._cache[(rule.name, start)] = agg
         return agg

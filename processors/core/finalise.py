@@ -4,8 +4,10 @@ For every (rule, window) that has partials and is closed (the watermark of the a
 window end + allowed lateness; or `flush`, the end of a stream):
 
     partials of all shards -> exact merged top-N (ties by key) -> selection (thresholds, new vs
-    known, cooldown) -> the AI boundary (digest, redaction, budget, validated answer, audit) -> one
-    Slack message (idempotent on rule + window + digest hash) -> the report, stored once.
+    known, cooldown) -> explanation of each selected group (core/explain.py: contrast facts from the
+    partials' dimension counters, the onset from their sub-window buckets, the change against the
+    earlier windows' stored top-N) -> the AI boundary (digest, redaction, budget, validated answer,
+    audit) -> one Slack message (idempotent on rule + window + digest hash) -> the report, stored once.
 
 A window with nothing selected is stored but not posted. Partials that arrive after their window was
 finalised are counted on the stored report (`late_events`) and the window is not posted again.
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 
 from processors.core.aggregate import WindowAggregate, merge
 from processors.core.boundary import BoundaryConfig, analyse_window
+from processors.core.explain import ExplainConfig, explain_selected
+from processors.core.incidents import apply_mutes
 from processors.core.records import outcome_to_dict, report_to_dict, selected_to_dict
 from processors.core.samples import Samples
 from processors.core.screen import screen_group
@@ -50,6 +54,7 @@ class FinaliseConfig:
     top_n: int
     selection: SelectionConfig
     boundary: BoundaryConfig
+    explain: ExplainConfig = ExplainConfig()
 
 
 def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
@@ -60,7 +65,8 @@ def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
     view = ForPeople(boundary.patterns)
     topn = dataclasses.replace(wr.topn, contributors=tuple(
         Contributor(tuple(view(k) for k in c.keys), c.value) for c in wr.topn.contributors))
-    selected = tuple(dataclasses.replace(g, keys={k: view(v) for k, v in g.keys.items()}, samples=())
+    selected = tuple(dataclasses.replace(g, keys={k: view(v) for k, v in g.keys.items()}, samples=(),
+                                         contrast=tuple(dataclasses.replace(c, value=view(c.value)) for c in g.contrast))
                      for g in wr.selected)
     o = wr.outcome
     analysis = o.analysis and dataclasses.replace(
@@ -106,7 +112,8 @@ class Finaliser:
     def finalise_window(self, rule: str, w: Window) -> dict:
         cfg, store = self.config, self.store
         partials = store.partials(rule, w.start)
-        report = merge([WindowAggregate.from_bytes(p.blob) for p in partials], top=cfg.top_n)
+        aggs = [WindowAggregate.from_bytes(p.blob) for p in partials]
+        report = merge(aggs, top=cfg.top_n)
         existing = store.stored_report(rule, w.start)
         if existing is not None:
             # Partials that arrived after this window was finalised: count them, never drop them.
@@ -119,11 +126,14 @@ class Finaliser:
         samples = Samples(cfg.boundary.digest.samples_per_group)
         for p in partials:
             samples.merge(Samples.from_json(p.samples, samples.k))
-        previous = tuple(store.previous_reports(rule, before=w.start, limit=max(1, cfg.selection.new_within_windows)))
+        history = max(1, cfg.selection.new_within_windows, cfg.explain.change_windows if cfg.explain.enabled else 0)
+        previous = tuple(store.previous_reports(rule, before=w.start, limit=history))
         last = store.last_selected(rule)
         selection = select_groups(report, cfg.selection, SelectionHistory(previous, last),
                                   samples={k: samples.lines(k) for k in samples.by_key})
-        selected = tuple(screen_group(g) for g in selection.selected)  # log text addressed to a model stops here
+        selection = apply_mutes(selection, store.mutes(rule), self.clock())  # a muted incident is not posted
+        explained = explain_selected(selection.selected, [a.explain for a in aggs], previous, cfg.explain)
+        selected = tuple(screen_group(g) for g in explained)  # log text addressed to a model stops here
         outcome = analyse_window(report, selected, cfg.boundary, self.analyser, self.budget, self.audit, self.clock)
 
         delivery = "skipped: nothing selected"

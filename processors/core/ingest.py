@@ -4,7 +4,8 @@
 
 Stages, all owned here: `decode_record` (base64 / gzip CloudWatch Logs / raw lines) -> the parser its
 LogFormat names (`parse.PARSERS`) -> every rule -> `Accumulator` (bounded aggregates + bottom-k
-samples) -> `ShardState` (Lambda's tumbling-window state, one compressed string) -> a flush through
+samples + the explanation counters of core/explain.py, serialised inside each aggregate's blob within
+its byte budget; `IngestConfig.explain`) -> `ShardState` (Lambda's tumbling-window state, one compressed string) -> a flush through
 the `WindowStore` port. Undecodable records go to the `RejectSink` port with their reason.
 
 Guarantees
@@ -32,6 +33,7 @@ import orjson
 
 from processors.core.aggregate import SAMPLE_KEYS, Accumulator, AccumulatorStats, WindowAggregate
 from processors.core.decode import Rejected, decode_record
+from processors.core.explain import ExplainConfig
 from processors.core.parse import DEFAULT_JSON_FIELDS, JsonFields
 from processors.core.rules import CompiledRule
 from processors.core.samples import Samples
@@ -59,6 +61,7 @@ class IngestConfig:
     samples_k: int = 3
     sample_keys: int = SAMPLE_KEYS
     state_flush_bytes: int = STATE_FLUSH_BYTES
+    explain: ExplainConfig | None = ExplainConfig()  # None or enabled=False: no explanation counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,7 @@ class ShardState:
     def new(cls, config: IngestConfig, shard: str) -> "ShardState":
         return cls(acc=Accumulator(config.rules, period=config.period, shard=shard, capacity=config.capacity,
                                    json_fields=config.json_fields, samples_k=config.samples_k,
-                                   sample_keys=config.sample_keys))
+                                   sample_keys=config.sample_keys, explain=config.explain))
 
     def note(self, seq: str) -> None:
         if self.first_seq is None:

@@ -44,11 +44,23 @@ def report_from_dict(d: dict) -> TopNReport:
 def selected_to_dict(g: SelectedGroup) -> dict:
     out = {"keys": dict(g.keys), "value": _n(g.value), "share": g.share, "reasons": list(g.reasons),
            "trend": [_n(t) for t in g.trend]}
+    out["contrast"] = [{"field": c.field, "value": c.value, "group_share": c.group_share,
+                        "baseline_share": c.baseline_share, "group_count": c.group_count,
+                        "baseline_count": c.baseline_count, "error": c.error} for c in g.contrast]
+    out["onset"] = onset_to_dict(g.onset)
+    out["change"] = g.change
     if g.withheld_lines:
         out["withheld_lines"] = g.withheld_lines
         out["screened_lines"] = g.screened_lines
         out["withheld_reasons"] = list(g.withheld_reasons)
     return out
+
+
+def onset_to_dict(o: Onset | None) -> dict | None:
+    if o is None:
+        return None
+    return {"at": o.at, "bucket_seconds": o.bucket_seconds, "counts": list(o.counts), "before_rate": o.before_rate,
+            "after_rate": o.after_rate}
 
 
 def outcome_to_dict(o: AnalysisOutcome) -> dict:

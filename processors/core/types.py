@@ -8,6 +8,7 @@ stage computed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -265,3 +266,38 @@ class Delivery:
     status: Literal["posted", "duplicate"]
     http_status: int
     attempts: int
+
+
+# --- the FAQ crawler's ports (processors/ports.py: Fetcher, FaqStore) -------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HeldEntry:
+    """What the table holds for one item of a source."""
+
+    id: str
+    page_url: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    timeout_seconds: float
+    max_bytes: int
+    max_redirects: int
+    user_agent: str = "SieveFaqCrawler/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One GET, after redirects. `reason` set: no usable answer (a SKIP_REASONS code); `status` None:
+    no HTTP answer at all."""
+
+    url: str
+    final_url: str
+    status: int | None
+    content_type: str = ""
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)  # lowercase names
+    reason: str | None = None
+    detail: str = ""
+    redirects: tuple[str, ...] = ()

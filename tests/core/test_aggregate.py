@@ -251,3 +251,21 @@ def test_accumulator_keeps_samples_of_the_heaviest_keys_only():
     off.add_line(line(W.start + 1, "/a", 500))
     assert off.samples_of("errors", W) is None
 
+
+
+def test_explanation_changes_no_count_and_old_partials_still_load():
+    from processors.core.explain import ExplainConfig
+
+    lines = [line(W.start + i % 60, f"/p{i % 7}", 500 if i % 3 else 200) for i in range(500)]
+    plain, explained = Accumulator([CLF, JSON], period=60), Accumulator([CLF, JSON], period=60, explain=ExplainConfig())
+    for x in lines:
+        plain.add_line(x)
+        explained.add_line(x)
+    assert plain.reports(10) == explained.reports(10) and plain.stats == explained.stats
+    with_ex = explained.partials[("errors", W)]
+    without = plain.partials[("errors", W)]
+    assert with_ex.explain is not None and without.explain is None
+    assert WindowAggregate.from_bytes(without.to_bytes()).explain is None  # a partial written before explanations
+    back = WindowAggregate.from_bytes(with_ex.to_bytes())
+    assert back == with_ex and back.report(10) == without.report(10)
+    assert len(with_ex.to_bytes()) <= DEFAULT_MAX_STATE_BYTES

@@ -80,7 +80,8 @@ class RecordingAnalyser:
 
     def complete(self, system, user, *, max_tokens, json_schema=None):
         self.prompts.append(user)
-        gid = next(tok[1:-1] for tok in user.split() if tok.startswith("[G") and tok.endswith("]"))
+        ids = [tok[1:-1] for tok in user.split() if tok.startswith("[G") and tok.endswith("]")]
+        gid = next((i for i in ids if ".C" in i or i.endswith(".O")), ids[0])  # a contrast fact when there is one
         return ModelReply(json.dumps({"hypotheses": [{"cause": "The checkout backend broke for many clients at once",
                                                       "facts": [gid], "confidence": "low"}],
                                       "next_checks": ["checkout logs"]}), "recording", 100, 20, 1)

@@ -83,6 +83,7 @@ class RecordingAnalyser:
     def complete(self, system, user, *, max_tokens, json_schema=None):
         self.prompts.append(system + "\n" + user)
         ids = [tok[1:-1] for tok in user.split() if tok.startswith("[G") and tok.endswith("]")]
+        ids = sorted(ids, key=lambda i: not (".C" in i or i.endswith(".O")))  # a contrast fact first, if any
         answer = {"hypotheses": [{"cause": "The reset and login endpoints fail for one client.", "facts": [ids[0]],
                                   "confidence": "low"}], "next_checks": ["check the auth service"]}
         return ModelReply(json.dumps(answer), "recording", 100, 20, 1)
