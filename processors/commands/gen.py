@@ -26,7 +26,7 @@ def register(sub) -> None:
         "access-log",
         help="combined-format (or JSON, or ALB) access log + FILE.truth.json",
         description="Write realistic access-log traffic with labelled incidents, and the exact ground truth "
-        "(incident windows and counts, top-N per window for the rules in rules/, rules/json/ or rules/alb/; "
+        "(incident windows, counts and causes, top-N per window for the rules in rules/, rules/json/ or rules/alb/; "
         "errors-by-path-template under extra_rules) to FILE.truth.json. About a fifth of the requests carry "
         "query strings (search terms, paging, campaign tags, click ids, cache busters); the rules group by the "
         "path without them, so an incident with several query strings is one group.",
@@ -41,7 +41,8 @@ def register(sub) -> None:
         action="append",
         default=[],
         metavar="KIND[:at=S,count=N,duration=S]",
-        help=f"add an incident; KIND is one of {', '.join(INCIDENT_KINDS)} (repeatable)",
+        help=f"add an incident; KIND is one of {', '.join(INCIDENT_KINDS)} (repeatable); each is caused by one "
+        "attribute, recorded in the truth as cause {field, value}",
     )
     a.add_argument("--format", choices=("combined", "json", "alb"), default="combined",
                    help="line format: combined, json, or alb (AWS Application Load Balancer access-log entries, "
@@ -117,5 +118,6 @@ def run(args) -> int:
         print(f"wrote {cfg.lines} lines to {args.out} and the truth to {truth_path}", file=sys.stderr)
         for inc in truth["incidents"]:
             spans = ", ".join(f"{w['window'][0]}-{w['window'][1]}: {w['incident_lines']}" for w in inc["windows"])
-            print(f"  {inc['kind']} {inc['key']} ({spans})", file=sys.stderr)
+            cause = f"{inc['cause']['field']}={inc['cause']['value']}"
+            print(f"  {inc['kind']} {inc['key']} caused by {cause} ({spans})", file=sys.stderr)
     return 0

@@ -17,26 +17,50 @@ referers, user agents (one with escaped quotes), evenly spread over `duration` s
 `start`. The truth keys `errors-by-path` on the path without its query string and
 `errors-by-path-template` on the template the generator chose (its id segments as `{id}`). JSON
 lines log the target with its query in `path`, as many loggers do. Formats: nginx/Apache `combined` (Apache-style `-` bytes on 304),
-`json` (one object per line: time ISO 8601 ms, client, method, path, protocol, status, bytes,
+`json` (one object per line: time ISO 8601 ms, client, method, host, path, protocol, status, bytes,
 referer, user_agent, latency_ms, upstream), or `alb`: the same events as AWS Application Load
 Balancer access-log entries (every documented field through `conn_trace_id`; times in UTC with
 microseconds). In `alb` the requests are spread over registered targets (`10.0.1.x:8080` for API
 paths, `10.0.2.x:80` for pages and static files); 503s come from the load balancer itself (target
-`-`, processing times `-1`); `target_processing_time` is the event's latency in seconds. The
-decorations only ALB has (targets, ports, trace ids) come from a second random stream, so the
-events (time, client, request, status, bytes) are the same as in the other formats for a seed.
+`-`, processing times `-1`); `target_processing_time` is the event's latency in seconds; the
+request's host is the URL's and `domain_name`, `h2` entries are the HTTP/2.0 requests. The
+decorations only ALB has (ports, trace ids) come from a second random stream, so the events (time,
+client, request, status, bytes) are the same as in the other formats for a seed.
 
 The truth covers the rules of the chosen format: `rules/*.json` (combined), `rules/json/*.json`
 (json) or `rules/alb/*.json` (alb: `5xx-by-target`, `slow-by-path`, `404-by-client`,
 `bytes-by-client`).
 
-Incident kinds (`KIND` or `KIND:at=SECONDS,count=N,duration=SECONDS`, `at` counted from start):
+Incident kinds (`KIND` or `KIND:at=SECONDS,count=N,duration=SECONDS`, `at` counted from start). Each
+is caused by ONE attribute, recorded in the truth as `cause = {"field", "value"}` with the dimension
+names of processors/core/explain.py (`cause_observable`: whether this format logs that dimension);
+apart from the cause and the failure it produces, an incident's lines look like background traffic:
 
-* `burst500`      - 500s on one API path from many clients, with 5 different query strings (one
-                    group for `errors-by-path`; in `alb`: all from one bad target)
-* `scan404`       - one client probing many missing paths (404s)
-* `slow_upstream` - 504s with very high latency on one upstream-backed path (each with its own query)
-* `bytes_hog`     - one client downloading very large files (drives the bytes Sum rule)
+| kind | what fails | cause (field = value) |
+|---|---|---|
+| `burst500` | POST /api/v1/checkout 500, 5 query strings (`alb`: all on target 10.0.1.13:8080) | user_agent = OrdersWorker/3.4.1 |
+| `scan404` | one client probing many missing paths (404) | client_network = 198.51.100.0/24 |
+| `slow_upstream` | /api/v1/inventory 504 after 30-60 s (each with its own query) | response_time = >5s |
+| `bytes_hog` | one client downloading very large files (the bytes Sum rule) | client_network = 2001:db8:bad::/48 |
+| `bad_release` | /api/v1/orders/{id} 500 over many ids | user_agent = OrdersWorker/3.4.1 |
+| `bad_target` | /api/v1/products 502 from one upstream | target = 10.0.3.17:8080 |
+| `partner_referer` | /api/v1/search 500 for a partner's widget | referer = https://widgets.partner.example/embed |
+| `delete_fails` | DELETE /api/v1/cart 500 / 502 | method = DELETE |
+| `template_fails` | /api/v1/users/{id}/avatar 500 over many ids | path_template = /api/v1/users/{id}/avatar |
+| `network_hammer` | POST /login 429 / 403 from ~50 addresses of one /24 | client_network = 192.0.2.0/24 |
+| `slow_backend` | /api/v1/search 504 after 6-20 s | response_time = >5s |
+| `bad_host` | /account 502 on one virtual host | host = legacy.example.com |
+| `old_protocol` | /api/v1/inventory 400 for HTTP/1.0 requests | protocol = HTTP/1.0 |
+| `empty_replies` | /api/v1/cart 500 / 502 with empty bodies | bytes = 0B |
+
+Each dimension's other values are in the background (methods, statuses 504 included, user agents with
+the healthy release OrdersWorker/3.4.0, referers, networks, templates, HTTP/1.1 and HTTP/2.0,
+upstream targets, hosts www/api/static, response times up to 5 s, sizes), while a cause value is absent
+from it, so a contrast against the rest of the window is meaningful. These decorations come from a
+third random stream, so the events are the same in every format for a seed. `INCIDENT_RULE` /
+`ALB_INCIDENT_RULE` name the rule each incident is found by: the default rules, or
+`client-errors-by-path` (status in `CLIENT_ERROR_STATUSES`, keyed on the path; not shipped in rules/,
+see bench/bench_explain.py), which the truth counts only for the incidents' windows.
 
 Everything is a function of the config: same seed, same bytes.
 """
@@ -51,9 +75,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, Literal
 
-__all__ = ["GeneratorConfig", "IncidentSpec", "AccessLogGenerator", "parse_incident", "INCIDENT_KINDS", "DEFAULT_START"]
+__all__ = ["GeneratorConfig", "IncidentSpec", "AccessLogGenerator", "parse_incident", "INCIDENT_KINDS", "DEFAULT_START",
+           "CAUSES", "INCIDENT_RULE", "ALB_INCIDENT_RULE", "CLIENT_ERRORS_RULE", "CLIENT_ERROR_STATUSES", "cause_observable"]
 
-INCIDENT_KINDS = ("burst500", "scan404", "slow_upstream", "bytes_hog")
+INCIDENT_KINDS = ("burst500", "scan404", "slow_upstream", "bytes_hog", "bad_release", "bad_target", "partner_referer",
+                  "delete_fails", "template_fails", "network_hammer", "slow_backend", "bad_host", "old_protocol",
+                  "empty_replies")  # fmt: skip
 DEFAULT_START = datetime(2024, 3, 4, 10, 0, 0, tzinfo=timezone.utc)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -138,10 +165,70 @@ RULE_NAMES = ("errors-by-path", "404-by-client", "bytes-by-client")
 EXTRA_RULE_NAMES = ("errors-by-path-template",)
 #: The rules in rules/alb/ the truth covers when format == "alb".
 ALB_RULE_NAMES = ("5xx-by-target", "slow-by-path", "404-by-client", "bytes-by-client")
-_INCIDENT_RULE = {"burst500": "errors-by-path", "scan404": "404-by-client", "slow_upstream": "errors-by-path",
-                  "bytes_hog": "bytes-by-client"}  # fmt: skip
-_ALB_INCIDENT_RULE = {"burst500": "5xx-by-target", "scan404": "404-by-client", "slow_upstream": "slow-by-path",
-                      "bytes_hog": "bytes-by-client"}  # fmt: skip
+#: A rule the truth counts for the incidents that no shipped rule selects (4xx other than 404, by path):
+#: `{"Keys": ["path"], "Filters": [{"Match": "status", "In": [...]}]}`, see bench/bench_explain.py.
+CLIENT_ERRORS_RULE = "client-errors-by-path"
+CLIENT_ERROR_STATUSES = (400, 401, 403, 405, 429)
+_CLIENT_ERRORS = frozenset(CLIENT_ERROR_STATUSES)
+#: kind -> the rule whose top-N finds it (CLF/combined and JSON), and in `alb`
+INCIDENT_RULE = {"burst500": "errors-by-path", "scan404": "404-by-client", "slow_upstream": "errors-by-path",
+                 "bytes_hog": "bytes-by-client", "bad_release": "errors-by-path-template", "bad_target": "errors-by-path",
+                 "partner_referer": "errors-by-path", "delete_fails": "errors-by-path",
+                 "template_fails": "errors-by-path-template", "network_hammer": CLIENT_ERRORS_RULE,
+                 "slow_backend": "errors-by-path", "bad_host": "errors-by-path", "old_protocol": CLIENT_ERRORS_RULE,
+                 "empty_replies": "errors-by-path"}  # fmt: skip
+ALB_INCIDENT_RULE = {"burst500": "5xx-by-target", "scan404": "404-by-client", "slow_upstream": "slow-by-path",
+                     "bytes_hog": "bytes-by-client", "bad_release": "errors-by-path-template", "bad_target": "5xx-by-target",
+                     "partner_referer": "errors-by-path-template", "delete_fails": "errors-by-path-template",
+                     "template_fails": "errors-by-path-template", "network_hammer": CLIENT_ERRORS_RULE,
+                     "slow_backend": "slow-by-path", "bad_host": "errors-by-path-template",
+                     "old_protocol": CLIENT_ERRORS_RULE, "empty_replies": "errors-by-path-template"}  # fmt: skip
+_INCIDENT_RULE, _ALB_INCIDENT_RULE = INCIDENT_RULE, ALB_INCIDENT_RULE
+_RELEASE, _OLD_RELEASE = "OrdersWorker/3.4.1", "OrdersWorker/3.4.0"
+_BAD_UPSTREAM = "10.0.3.17:8080"
+_PARTNER = "https://widgets.partner.example/embed"
+_LEGACY_HOST = "legacy.example.com"
+#: kind -> (field, value): the one attribute that causes it (explain.py's dimension names and values)
+CAUSES = {"burst500": ("user_agent", _RELEASE), "scan404": ("client_network", "198.51.100.0/24"),
+          "slow_upstream": ("response_time", ">5s"), "bytes_hog": ("client_network", "2001:db8:bad::/48"),
+          "bad_release": ("user_agent", _RELEASE), "bad_target": ("target", _BAD_UPSTREAM),
+          "partner_referer": ("referer", _PARTNER), "delete_fails": ("method", "DELETE"),
+          "template_fails": ("path_template", "/api/v1/users/{id}/avatar"),
+          "network_hammer": ("client_network", "192.0.2.0/24"), "slow_backend": ("response_time", ">5s"),
+          "bad_host": ("host", _LEGACY_HOST), "old_protocol": ("protocol", "HTTP/1.0"),
+          "empty_replies": ("bytes", "0B")}  # fmt: skip
+#: the dimensions each format logs (CLF/combined has no upstream, host, response time or bytes bucket; ALB no referer)
+_FORMAT_FIELDS = {"combined": {"method", "status", "user_agent", "referer", "client_network", "path_template", "protocol"},
+                  "json": {"method", "status", "user_agent", "referer", "client_network", "path_template", "protocol",
+                           "target", "host", "response_time", "bytes"},
+                  "alb": {"method", "status", "user_agent", "client_network", "path_template", "protocol", "target",
+                          "host", "response_time", "bytes"}}  # fmt: skip
+
+
+_INCIDENT_KEYS = {"bad_release": {"path_template": "/api/v1/orders/{id}"},
+                  "bad_target": {"path": "/api/v1/products", "target": _BAD_UPSTREAM},
+                  "partner_referer": {"path": "/api/v1/search"}, "delete_fails": {"path": "/api/v1/cart"},
+                  "template_fails": {"path_template": "/api/v1/users/{id}/avatar"}, "network_hammer": {"path": "/login"},
+                  "slow_backend": {"path": "/api/v1/search"}, "bad_host": {"path": "/account"},
+                  "old_protocol": {"path": "/api/v1/inventory"}, "empty_replies": {"path": "/api/v1/cart"}}  # fmt: skip
+
+
+def _key_for(rule: str, key: dict) -> str:
+    """The value an incident has for `rule`'s one key."""
+    if rule == "5xx-by-target":
+        return key["target"]
+    if rule in ("404-by-client", "bytes-by-client"):
+        return key["client"]
+    if rule == "errors-by-path-template":
+        return key.get("path_template") or key["path"]
+    return key["path"]
+
+
+def cause_observable(kind: str, fmt: str) -> bool:
+    """Whether lines of format `fmt` carry the dimension that causes incident `kind`."""
+    return CAUSES[kind][0] in _FORMAT_FIELDS[fmt]
+
+
 _ALB_APP_TARGETS = tuple(f"10.0.1.{i}:8080" for i in range(11, 17))
 _ALB_WEB_TARGETS = tuple(f"10.0.2.{i}:80" for i in range(21, 25))
 _ALB_BAD_TARGET = "10.0.1.13:8080"
@@ -174,6 +261,7 @@ class AccessLogGenerator:
         self._clf_cache: dict[int, str] = {}
         self._rule_sum: dict[int, Counter] = defaultdict(Counter)  # window -> rule -> sum in line order
         self._alb_rng = random.Random(f"alb:{config.seed}")  # ALB-only decorations; events stay the same
+        self._dim_rng = random.Random(f"dims:{config.seed}")  # targets, hosts, protocols, tails: every format alike
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -214,6 +302,7 @@ class AccessLogGenerator:
                 at = spec.at
             if at + duration > cfg.duration:
                 raise ValueError(f"incident {spec.kind} at {at}s + {duration}s ends after the {cfg.duration}s span")
+            key = _INCIDENT_KEYS.get(spec.kind)
             if spec.kind == "burst500":
                 key = {"path": "/api/v1/checkout"}
                 if cfg.format == "alb":
@@ -222,9 +311,12 @@ class AccessLogGenerator:
                 key = {"client": self._scanner}
             elif spec.kind == "slow_upstream":
                 key = {"path": "/api/v1/inventory", "upstream": "inventory-svc:8080"}
-            else:
+            elif spec.kind == "bytes_hog":
                 key = {"client": self._hog}
-            plans.append({"id": i, "kind": spec.kind, "start": self._start + at, "duration": duration, "count": count, "key": key})
+            rule = (ALB_INCIDENT_RULE if cfg.format == "alb" else INCIDENT_RULE)[spec.kind]
+            rule_keys = (_key_for(rule, key),)
+            plans.append({"id": i, "kind": spec.kind, "start": self._start + at, "duration": duration, "count": count,
+                          "key": key, "rule": rule, "rule_keys": rule_keys})  # fmt: skip
         return plans
 
     # -- generation --------------------------------------------------------------------------
@@ -328,30 +420,106 @@ class AccessLogGenerator:
         else:
             size = int(rng.lognormvariate(8.0, 0.8))
         latency = round(rng.lognormvariate(3.0, 0.6), 1) if kind == "api" else round(rng.lognormvariate(1.0, 0.5), 1)
-        return {"ts": ts, "client": client, "method": method, "path": path, "query": query, "template": template,
-                "status": status, "bytes": size,
-                "referer": rng.choice(_REFERERS), "ua": rng.choice(_UAS), "latency": latency,
-                "upstream": "app-svc:8080" if kind == "api" else "-"}  # fmt: skip
+        ev = {"ts": ts, "client": client, "method": method, "path": path, "query": query, "template": template,
+              "status": status, "bytes": size,
+              "referer": rng.choice(_REFERERS), "ua": rng.choice(_UAS), "latency": latency,
+              "upstream": "app-svc:8080" if kind == "api" else "-"}  # fmt: skip
+        self._decorate(ev, kind)
+        return ev
+
+    def _decorate(self, ev: dict, kind: str) -> None:
+        """The background's other dimension values, from a stream of their own (the draws above stay as they
+        were): protocol, virtual host, upstream target (JSON `upstream` is the target's address, the
+        inventory service's name for /api/v1/inventory), the healthy OrdersWorker/3.4.0 on 5% of API
+        calls, some 504s (after a short upstream timeout, 1-5 s) and a tail of slower responses (never
+        over 5 s: that is what slow incidents look like)."""
+        d = self._dim_rng
+        ev["protocol"] = "HTTP/2.0" if d.random() < 0.4 else "HTTP/1.1"
+        if kind == "api":
+            ev["host"] = "api.example.com"
+            ev["target"] = d.choice(_ALB_APP_TARGETS)
+            ev["upstream"] = "inventory-svc:8080" if ev["path"] == "/api/v1/inventory" else ev["target"]
+            if d.random() < 0.05:
+                ev["ua"] = _OLD_RELEASE
+        else:
+            ev["host"] = "static.example.com" if kind == "static" else "www.example.com"
+            ev["target"] = d.choice(_ALB_WEB_TARGETS)
+        r, t = d.random(), d.random()
+        if ev["status"] in (500, 502, 503) and r < 0.25:
+            ev["status"] = 504
+            ev["latency"] = round(d.uniform(1000, 4900), 1)
+        elif t < 0.003:
+            ev["latency"] = round(d.uniform(1000, 4900), 1)
+        elif t < 0.01:
+            ev["latency"] = round(d.uniform(500, 999), 1)
+        elif t < 0.04:
+            ev["latency"] = round(d.uniform(100, 499), 1)
+
+    def _api(self, ev: dict, path: str, template: str, query: str = "") -> None:
+        """Turn a background event into a request to an API path (the method as API traffic has them)."""
+        ev.update(path=path, template=template, query=query, host="api.example.com",
+                  method=self.rng.choices(("GET", "POST", "PUT", "DELETE"), (75, 17, 5, 3))[0],
+                  target=self._dim_rng.choice(_ALB_APP_TARGETS), latency=round(self.rng.lognormvariate(3.0, 0.6), 1))
+        ev["upstream"] = "inventory-svc:8080" if path == "/api/v1/inventory" else ev["target"]
 
     def _incident_event(self, ts: float, plan: dict) -> dict:
         rng = self.rng
         kind = plan["kind"]
         ev = self._background_event(ts)  # realistic surroundings (client, UA, referer)
-        if kind == "burst500":  # one endpoint failing, whatever the query string: one group
+        small = rng.randrange(80, 200)
+        if kind == "burst500":  # one endpoint failing, whatever the query string: one group; a client release
             ev.update(method="POST", path=plan["key"]["path"], query=rng.choice(_CHECKOUT_QUERIES), status=500,
-                      bytes=rng.randrange(80, 200), latency=round(rng.uniform(5, 50), 1), upstream="app-svc:8080")  # fmt: skip
+                      bytes=rng.randrange(80, 200), latency=round(rng.uniform(5, 50), 1), ua=_RELEASE,
+                      host="api.example.com", target=_ALB_BAD_TARGET, upstream=_ALB_BAD_TARGET)  # fmt: skip
         elif kind == "scan404":
             ev.update(client=plan["key"]["client"], method="GET", path=rng.choice(_SCAN),
                       query="" if rng.random() < 0.5 else f"v={rng.randrange(1, 99)}",
-                      status=404, bytes=rng.randrange(150, 600), ua="Mozilla/5.0 zgrab/0.x", referer="-", upstream="-")  # fmt: skip
+                      status=404, bytes=rng.randrange(150, 600), ua="Mozilla/5.0 zgrab/0.x", referer="-", upstream="-",
+                      host="www.example.com", target=self._dim_rng.choice(_ALB_WEB_TARGETS))  # fmt: skip
         elif kind == "slow_upstream":
             ev.update(method="GET", path=plan["key"]["path"], query=f"sku={rng.randrange(10_000, 99_999)}&warehouse=eu-1",
                       status=504, bytes=rng.randrange(160, 200), latency=round(rng.uniform(30000, 60000), 1),
-                      upstream=plan["key"]["upstream"])  # fmt: skip
-        else:
+                      upstream=plan["key"]["upstream"], host="api.example.com",
+                      target=self._dim_rng.choice(_ALB_APP_TARGETS))  # fmt: skip
+        elif kind == "bytes_hog":
             ev.update(client=plan["key"]["client"], method="GET", path=f"/downloads/dataset-{rng.randrange(1, 9)}.tar.gz",
-                      query="", status=200, bytes=rng.randrange(50_000_000, 500_000_000), ua="curl/8.5.0", upstream="-")  # fmt: skip
-        ev["template"] = ev["path"]  # no incident path has an id segment
+                      query="", status=200, bytes=rng.randrange(50_000_000, 500_000_000), ua="curl/8.5.0", upstream="-",
+                      host="www.example.com", target=self._dim_rng.choice(_ALB_WEB_TARGETS))  # fmt: skip
+        elif kind == "bad_release":  # the new client release fails on every order it touches
+            n = rng.randrange(1000, 99_999)
+            self._api(ev, f"/api/v1/orders/{n}", "/api/v1/orders/{id}")
+            ev.update(status=500, bytes=small, ua=_RELEASE)
+        elif kind == "bad_target":  # one upstream answers every request it gets with 502
+            self._api(ev, "/api/v1/products", "/api/v1/products", "page=2&limit=20" if rng.random() < 0.3 else "")
+            ev.update(status=502, bytes=small, target=_BAD_UPSTREAM, upstream=_BAD_UPSTREAM)
+        elif kind == "partner_referer":  # a partner's embedded widget sends searches the API cannot handle
+            self._api(ev, "/api/v1/search", "/api/v1/search", f"q={rng.choice(_WORDS)}")
+            ev.update(method="GET", status=500, bytes=small, referer=_PARTNER)
+        elif kind == "delete_fails":
+            self._api(ev, "/api/v1/cart", "/api/v1/cart")
+            ev.update(method="DELETE", status=500 if rng.random() < 0.6 else 502, bytes=small)
+        elif kind == "template_fails":  # one route fails for every id
+            n = rng.randrange(1000, 99_999)
+            self._api(ev, f"/api/v1/users/{n}/avatar", "/api/v1/users/{id}/avatar")
+            ev.update(method="GET", status=500, bytes=small)
+        elif kind == "network_hammer":  # ~50 addresses of one /24 throttled and blocked at the login form
+            ev.update(client=f"192.0.2.{rng.randrange(1, 51)}", method="POST", path="/login", template="/login",
+                      query="", status=429 if rng.random() < 0.7 else 403, bytes=small, host="www.example.com",
+                      upstream="-", target=self._dim_rng.choice(_ALB_WEB_TARGETS))  # fmt: skip
+        elif kind == "slow_backend":
+            self._api(ev, "/api/v1/search", "/api/v1/search", f"q={rng.choice(_WORDS)}")
+            ev.update(method="GET", status=504, bytes=small, latency=round(rng.uniform(6000, 20000), 1))
+        elif kind == "bad_host":  # one virtual host points at a backend that is gone
+            ev.update(method="GET", path="/account", template="/account", query="", status=502, bytes=small,
+                      host=_LEGACY_HOST, upstream="-", target=self._dim_rng.choice(_ALB_WEB_TARGETS))  # fmt: skip
+        elif kind == "old_protocol":  # an old integration speaking HTTP/1.0 (no Host header): 400
+            self._api(ev, "/api/v1/inventory", "/api/v1/inventory", f"sku={rng.randrange(10_000, 99_999)}")
+            ev.update(status=400, bytes=small, protocol="HTTP/1.0")
+        else:  # empty_replies: errors with empty bodies
+            self._api(ev, "/api/v1/cart", "/api/v1/cart")
+            ev.update(status=500 if rng.random() < 0.5 else 502, bytes=0)
+        if kind in ("burst500", "scan404", "slow_upstream", "bytes_hog"):
+            ev["template"] = ev["path"]  # no id segment in these paths
         return ev
 
     # -- formatting --------------------------------------------------------------------------
@@ -359,7 +527,7 @@ class AccessLogGenerator:
     def _format_combined(self, ev: dict) -> str:
         ua = ev["ua"].replace("\\", "\\\\").replace('"', '\\"')
         size = "-" if ev["bytes"] is None else str(ev["bytes"])
-        return (f'{ev["client"]} - - [{self._clf_time(int(ev["ts"]))}] "{ev["method"]} {_uri(ev)} HTTP/1.1" '
+        return (f'{ev["client"]} - - [{self._clf_time(int(ev["ts"]))}] "{ev["method"]} {_uri(ev)} {ev["protocol"]}" '
                 f'{ev["status"]} {size} "{ev["referer"]}" "{ua}"')  # fmt: skip
 
     def _clf_time(self, ts: int) -> str:
@@ -382,24 +550,20 @@ class AccessLogGenerator:
 
         ms = int(round(ev["ts"] * 1000))
         iso = datetime.fromtimestamp(ms // 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
-        obj = {"time": iso, "client": ev["client"], "method": ev["method"], "path": _uri(ev), "protocol": "HTTP/1.1",
-               "status": ev["status"], "bytes": ev["bytes"] if ev["bytes"] is not None else 0, "referer": ev["referer"],
-               "user_agent": ev["ua"], "latency_ms": ev["latency"], "upstream": ev["upstream"]}  # fmt: skip
+        obj = {"time": iso, "client": ev["client"], "method": ev["method"], "host": ev["host"], "path": _uri(ev),
+               "protocol": ev["protocol"], "status": ev["status"], "bytes": ev["bytes"] if ev["bytes"] is not None else 0,
+               "referer": ev["referer"], "user_agent": ev["ua"], "latency_ms": ev["latency"], "upstream": ev["upstream"]}  # fmt: skip
         return orjson.dumps(obj).decode()
 
     def _alb_decorate(self, ev: dict, kind: str | None) -> None:
-        """Choose what only an ALB entry has: target, ports, processing times, trace id."""
+        """Choose what only an ALB entry has: ports, processing times, trace id (the target is the event's)."""
         rng = self._alb_rng
         if ev["status"] == 503:
             ev["target"] = None  # the load balancer answered itself: no target, times -1
             ev["tpt"] = None
         else:
-            if kind == "burst500":
-                ev["target"] = _ALB_BAD_TARGET
-            else:
-                ev["target"] = rng.choice(_ALB_APP_TARGETS if ev["upstream"] != "-" else _ALB_WEB_TARGETS)
             ev["tpt"] = f"{ev['latency'] / 1000:.3f}"
-        ev["alb_type"] = "h2" if rng.random() < 0.4 else "https"
+        ev["alb_type"] = "h2" if ev["protocol"] == "HTTP/2.0" else "https"
         ev["client_port"] = rng.randrange(1024, 65536)
         ev["received"] = rng.randrange(120, 900) + (len(_uri(ev)) if ev["method"] in ("GET", "DELETE") else 400)
         ev["trace"] = f"Root=1-{int(ev['ts']):08x}-{rng.getrandbits(96):024x}"
@@ -416,14 +580,13 @@ class AccessLogGenerator:
             times, tstatus = "-1 -1 -1", "-"
         else:
             times, tstatus = f"0.000 {ev['tpt']} 0.000", str(ev["status"])
-        h2 = ev["alb_type"] == "h2"
         ua = ev["ua"].replace("\\", "\\\\").replace('"', '\\"')
         sent = ev["bytes"] if ev["bytes"] is not None else 0
         tg = _ALB_TG.format("app" if ev["upstream"] != "-" else "web")
         return (f'{ev["alb_type"]} {_iso_us(us)} {_ALB_ELB} {client} {target or "-"} {times} {ev["status"]} {tstatus} '
-                f'{ev["received"]} {sent} "{ev["method"]} https://www.example.com:443{_uri(ev)} '
-                f'{"HTTP/2.0" if h2 else "HTTP/1.1"}" "{ua}" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {tg} "{ev["trace"]}" '
-                f'"www.example.com" "{_ALB_CERT}" {ev["priority"]} {_iso_us(us - latency_us)} "forward" "-" "-" '
+                f'{ev["received"]} {sent} "{ev["method"]} https://{ev["host"]}:443{_uri(ev)} '
+                f'{ev["protocol"]}" "{ua}" ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 {tg} "{ev["trace"]}" '
+                f'"{ev["host"]}" "{_ALB_CERT}" {ev["priority"]} {_iso_us(us - latency_us)} "forward" "-" "-" '
                 f'"{target or "-"}" "{tstatus}" "-" "-" {ev["conn"]}')  # fmt: skip
 
     # -- truth -------------------------------------------------------------------------------
@@ -452,6 +615,8 @@ class AccessLogGenerator:
             _bump(t["errors-by-path-template"], (ev["template"],), 1)
         if status == 404:
             _bump(t["404-by-client"], (ev["client"],), 1)
+        if status in _CLIENT_ERRORS:
+            _bump(t[CLIENT_ERRORS_RULE], (ev["path"],), 1)
         size = ev["bytes"]
         if size is None and self.cfg.format == "json":
             size = 0  # the JSON form writes 0 where combined writes "-"
@@ -471,6 +636,8 @@ class AccessLogGenerator:
             sums["slow-by-path"] += value  # the engine adds in line order too
         if status == 404:
             _bump(t["404-by-client"], (ev["client"],), 1)
+        if status in _CLIENT_ERRORS:
+            _bump(t[CLIENT_ERRORS_RULE], (ev["path"],), 1)
         _bump(t["bytes-by-client"], (ev["client"],), ev["bytes"] if ev["bytes"] is not None else 0)
 
     def truth(self) -> dict:
@@ -483,18 +650,16 @@ class AccessLogGenerator:
         extra_rules = {name: self._rule_truth(name) for name in EXTRA_RULE_NAMES}
         incidents = []
         for p in self._plans:
-            if cfg.format == "alb":
-                rule = _ALB_INCIDENT_RULE[p["kind"]]
-                key = (p["key"]["target"],) if "target" in p["key"] else (p["key"]["path"],) if "path" in p["key"] else (p["key"]["client"],)
-            else:
-                rule = _INCIDENT_RULE[p["kind"]]
-                key = (p["key"]["path"],) if "path" in p["key"] else (p["key"]["client"],)
+            rule, key = p["rule"], p["rule_keys"]
             windows = []
             for w, n in sorted(self._incident_hits[p["id"]].items()):
                 entry = self._tally[w].get(rule, {}).get(key, [0, 0])
                 windows.append({"window": [w, w + cfg.period], "incident_lines": n, "rule_value": entry[0]})
+            field, value = CAUSES[p["kind"]]
             incidents.append({"kind": p["kind"], "rule": rule, "key": p["key"], "rule_keys": list(key),
-                              "start": p["start"], "end": p["start"] + p["duration"], "count": p["count"], "windows": windows})  # fmt: skip
+                              "start": p["start"], "end": p["start"] + p["duration"], "count": p["count"], "windows": windows,
+                              "cause": {"field": field, "value": value},
+                              "cause_observable": cause_observable(p["kind"], cfg.format)})  # fmt: skip
         return {
             "generator": "sieve gen access-log",
             "seed": cfg.seed,

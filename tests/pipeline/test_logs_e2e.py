@@ -100,6 +100,18 @@ def test_topn_equals_ground_truth_raw_and_cwl_over_two_shards(make_stack, tmp_pa
             w = inc["windows"][0]["window"]
             assert (inc["rule"], f"{w[0]}-{w[1]}") in posted
         assert len(receiver.accepted) == len(posted)
+        # each incident's message names its cause in the computed section: as a contrast fact, or as the
+        # group's own key when the rule keys on the cause (a scanning client inside the scanning network)
+        computed = [next(b["text"]["text"] for b in p["blocks"] if b.get("block_id") == "computed-selected")
+                    for p in receiver.accepted]
+        for inc in truth["incidents"]:
+            field, value = inc["cause"]["field"], inc["cause"]["value"]
+            if field == "client_network":
+                named = any(f"client={c}" in t for t in computed for c in inc["key"].values()
+                            if c.startswith(value.rsplit(".", 1)[0] + "."))
+            else:
+                named = any(f"`{field}={value}`" in t for t in computed)
+            assert named, (inc["kind"], field, value, computed)
     store = StateStore("sieve-state")
     assert set(store.progress()) == {"shardId-000000000000", "shardId-000000000001"}
 
