@@ -41,7 +41,6 @@ Writes bench/results/explain.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import base64
 import dataclasses
 import os
 import platform
@@ -50,7 +49,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -67,7 +65,7 @@ from processors.core.budget import InMemoryBudgetLedger  # noqa: E402
 from processors.core.finalise import Finaliser  # noqa: E402
 from processors.core.generate import (CLIENT_ERROR_STATUSES, CLIENT_ERRORS_RULE, INCIDENT_KINDS, AccessLogGenerator,  # noqa: E402
                                       GeneratorConfig, IncidentSpec, cause_observable)
-from processors.core.ingest import LogIngest, StreamBatch, StreamRecord  # noqa: E402
+from processors.core.ingest import LogIngest, line_batches  # noqa: E402
 from processors.core.parse import path_template  # noqa: E402
 from processors.core.redact import Redactor, window_key  # noqa: E402
 from processors.core.types import Window  # noqa: E402
@@ -133,15 +131,8 @@ def applicable(kind: str, fmt: str, names: set[str]) -> str | None:
     return None
 
 
-def batches(lines: list[str], size: int = 250):
-    by_shard: dict[int, list[str]] = {s: [] for s in range(SHARDS)}
-    for line in lines:
-        by_shard[zlib.crc32(line.encode()) % SHARDS].append(line)
-    for shard, shard_lines in by_shard.items():
-        for i in range(0, len(shard_lines), size):
-            chunk = shard_lines[i:i + size]
-            yield StreamBatch(f"shardId-{shard:012d}", tuple(
-                StreamRecord(str(10**20 + i + j), base64.b64encode(line.encode()).decode()) for j, line in enumerate(chunk)))
+def batches(lines, size=250):
+    return line_batches(lines, shards=SHARDS, size=size)
 
 
 def run_pipeline(loaded, lines, *, rules_to_finalise=None, analyser=None, model_id=None) -> tuple[dict, MemoryAudit]:

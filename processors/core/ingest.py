@@ -259,3 +259,18 @@ class LogIngest:
         if not self.store.flush(shard, cursor, st.last_seq, partials, max_event_ms):
             raise CursorMoved(f"shard {shard}: another invocation moved the cursor; retrying this batch")
         return len(partials)
+
+
+def line_batches(lines: Sequence[str], *, shards: int = 2, size: int = 250):
+    """Raw log lines as the StreamBatches a stream with `shards` shards would deliver (each line to the
+    shard its crc32 picks, `size` records a batch, sequence numbers increasing per shard): for running
+    the use case in process (evaluations, benchmarks, tests) without a stream."""
+    by_shard: dict[int, list[str]] = {s: [] for s in range(shards)}
+    for line in lines:
+        by_shard[zlib.crc32(line.encode("utf-8", "surrogateescape")) % shards].append(line)
+    for shard, shard_lines in by_shard.items():
+        for i in range(0, len(shard_lines), size):
+            chunk = shard_lines[i:i + size]
+            yield StreamBatch(f"shardId-{shard:012d}", tuple(
+                StreamRecord(str(10**20 + i + j), base64.b64encode(line.encode("utf-8", "surrogateescape")).decode())
+                for j, line in enumerate(chunk)))

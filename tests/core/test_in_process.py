@@ -5,9 +5,7 @@ same semantics so benchmarks and evaluations that use it measure the real thing.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import zlib
 
 from processors.adapters.memory import MemoryAudit, MemoryNotifier, MemoryWindowStore
 from processors.adapters.sqs import LogRejectSink
@@ -15,21 +13,14 @@ from processors.config import load
 from processors.core.budget import InMemoryBudgetLedger
 from processors.core.finalise import Finaliser
 from processors.core.generate import AccessLogGenerator, GeneratorConfig, parse_incident
-from processors.core.ingest import LogIngest, StreamBatch, StreamRecord
+from processors.core.ingest import LogIngest, line_batches
 from processors.wiring import finalise_config, ingest_config
 
 SHARDS = 2
 
 
 def batches(lines, size=250):
-    by_shard: dict[int, list[str]] = {s: [] for s in range(SHARDS)}
-    for line in lines:
-        by_shard[zlib.crc32(line.encode()) % SHARDS].append(line)
-    for shard, shard_lines in by_shard.items():
-        for i in range(0, len(shard_lines), size):
-            chunk = shard_lines[i:i + size]
-            yield StreamBatch(f"shardId-{shard:012d}", tuple(
-                StreamRecord(str(10**20 + i + j), base64.b64encode(line.encode()).decode()) for j, line in enumerate(chunk)))
+    return line_batches(lines, shards=SHARDS, size=size)
 
 
 def test_the_use_cases_on_memory_ports_give_the_exact_top_n():
