@@ -65,6 +65,9 @@ def _receive(args) -> int:
             show_conversations(conversations([{k: v for k, v in record.items() if k != "method"}]), console, view))
     if args.fail_first:
         receiver.fail_next(args.fail_first, args.fail_status, retry_after=args.retry_after if args.fail_status == 429 else None)
+    stop = threading.Event()
+    # before anything is printed: whoever reads the URL may `kill PID` at once, and must get a clean stop
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         receiver.start()
     except OSError as exc:
@@ -73,8 +76,6 @@ def _receive(args) -> int:
     console.print(f"Web API (SLACK_API_URL): {receiver.api_url}  bot token (SLACK_BOT_TOKEN): {receiver.bot_token}")
     if args.out:
         console.print(f"accepted payloads are appended to {args.out}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill PID` stops it cleanly, like Ctrl-C
     try:
         stop.wait()
     except KeyboardInterrupt:
