@@ -322,6 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         parts = self.path.split("?", 1)[0].strip("/").split("/")
         status, op, model_id = 200, "?", "?"
+        payload, error = None, None
         try:
             if len(parts) != 3 or parts[0] != "model":
                 raise BedrockError("UnknownOperationException", 404, f"no operation at POST {self.path}")
@@ -334,18 +335,22 @@ class _Handler(BaseHTTPRequestHandler):
                 raise validation(f"{op} (streaming) is not supported by the local endpoint; use the non-streaming call")
             else:
                 raise BedrockError("UnknownOperationException", 404, f"no operation {op!r}")
-            self._send(200, payload)
         except BedrockError as err:
-            status = err.status
-            self._error(err)
+            status, error = err.status, err
         except Exception as exc:  # a bug here must not kill the server thread silently
             status = 500
             log.exception("internal error in %s %s", op, model_id)
-            self._error(BedrockError("InternalServerException", 500, f"internal error: {type(exc).__name__}"))
+            error = BedrockError("InternalServerException", 500, f"internal error: {type(exc).__name__}")
+        # logged before the answer leaves: a caller that stops the server right after it has the answer
+        # must still find the request in the log
         log.info(
             "%s model=%s status=%d request_bytes=%d latency_ms=%d",
             op, model_id, status, len(body), int((time.perf_counter() - started) * 1000),
         )
+        if error is None:
+            self._send(200, payload)
+        else:
+            self._error(error)
 
 
 class BedrockLocalServer(ThreadingHTTPServer):
