@@ -418,13 +418,15 @@ class ExplainPlan:
 
 
 def _useful_dims(rule, config: ExplainConfig, json_fields: JsonFields) -> tuple[str, ...]:
-    """The configured dimensions of the rule's format that the rule does not fix: its keys, and filters
-    with `EqualTo` or a one-value `In` (every event of every group has the same value there)."""
+    """The configured dimensions of the rule's format that the rule does not decide: not its keys, and
+    not a field any filter reads. A filter makes its field differ between the group and the rest of the
+    traffic by construction (`status > 399` puts every error status inside the group and the 200s
+    outside), so a contrast there restates the rule instead of telling what set the group apart."""
     definition = rule.definition or {}
     aliases = {str(a): str(p) for p, a in (definition.get("Fields") or {}).items()} if rule.log_format == "CLF" else {}
     fixed = {_field_dim(k, rule.log_format, aliases, json_fields, config) for k in rule.key_names}
     for f in (definition.get("Contribution") or {}).get("Filters") or []:
-        if isinstance(f, dict) and ("EqualTo" in f or (isinstance(f.get("In"), list) and len(f["In"]) == 1)):
+        if isinstance(f, dict) and f.get("Match") is not None:
             fixed.add(_field_dim(f.get("Match"), rule.log_format, aliases, json_fields, config))
     return tuple(d for d in config.dimensions if d in FORMAT_DIMENSIONS[rule.log_format] and d not in fixed)
 

@@ -141,27 +141,31 @@ def _ipv4(match: re.Match[str], redactor: "Redactor") -> str | None:
 
 
 def _ipv6(match: re.Match[str], redactor: "Redactor") -> str | None:
-    """IPv6 candidates are loose (`[hex:.]` runs with two colons); find the longest valid address
-    inside, trimming hex digits glued on either side (a group has at most 4)."""
-    cand = match.group(0)
+    """IPv6 candidates are loose (`[hex:.]` runs with two colons); every valid address inside is
+    pseudonymised, longest first, whatever is glued on either side (hex digits, or whole groups:
+    `000:02001::1:0` holds `2001::1:0`)."""
+    return _ipv6_within(match.group(0), redactor)
+
+
+_IPV6_MAX = 45  # the longest text form of an IPv6 address (an IPv4-mapped one, fully written)
+
+
+def _ipv6_within(cand: str, redactor: "Redactor") -> str | None:
     n = len(cand)
-    groups = cand.split(":")
-    # hex glued onto the first/last group makes it longer than 4 digits: trim exactly that much
-    lefts = sorted({0, max(0, len(groups[0]) - 4), *range(0, 5)})
-    last = groups[-1]
-    rights = sorted({0, max(0, len(last) - 4) if "." not in last else 0, *range(0, 5)})
-    for left, right in sorted(((a, b) for a in lefts for b in rights), key=lambda ab: (ab[0] + ab[1], ab)):
-        if left + right >= n:
-            continue
-        piece = cand[left : n - right]
-        if piece.count(":") < 2:
-            continue
-        try:
-            addr = ipaddress.IPv6Address(piece)
-        except ValueError:
-            continue
-        norm = str(addr.ipv4_mapped) if addr.ipv4_mapped else addr.compressed
-        return cand[:left] + _ip_pseudonym(norm, redactor) + cand[n - right :]
+    for size in range(min(n, _IPV6_MAX), 1, -1):
+        for left in range(0, n - size + 1):
+            piece = cand[left : left + size]
+            if piece.count(":") < 2:
+                continue
+            try:
+                addr = ipaddress.IPv6Address(piece)
+            except ValueError:
+                continue
+            norm = str(addr.ipv4_mapped) if addr.ipv4_mapped else addr.compressed
+            before, after = cand[:left], cand[left + size :]
+            before = _ipv6_within(before, redactor) or before if before.count(":") >= 2 else before
+            after = _ipv6_within(after, redactor) or after if after.count(":") >= 2 else after
+            return before + _ip_pseudonym(norm, redactor) + after
     return None
 
 

@@ -152,6 +152,13 @@ def test_planted_secret_never_survives(kind, data):
     assert secret not in out
 
 
+@pytest.mark.parametrize("text, address", [("000:02001::1:0", "2001::1:0"),  # found by the property above
+                                            ("ab:2001:db8::7", "2001:db8::7"), ("fe80::1:2001:db8::9", "2001:db8::9")])
+def test_an_ipv6_address_glued_to_other_groups_is_still_redacted(text, address):
+    out = redactor().redact(f"from {text} at noon").text
+    assert address not in out and out.startswith("from ") and out.endswith(" at noon")
+
+
 @settings(max_examples=150, deadline=None)
 @given(card=card_numbers(), prefix=NON_DIGIT_END, suffix=NON_DIGIT_START)
 def test_planted_card_never_survives(card, prefix, suffix):

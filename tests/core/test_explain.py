@@ -88,7 +88,8 @@ def test_clf_contrast_onset_hand_counted():
     assert report.contributors == (Contributor(("/api/orders/1",), 6), Contributor(("/api/orders/2",), 4))
     incident = found[("/api/orders/1",)]
     # 6 events in the group, 14 other events in the window. Every field below scores 1.0 (100% vs 0%) except
-    # status (503: 6/6 vs 4/14, 0.714) and protocol (the same everywhere); path_template is the rule's key.
+    # protocol (the same everywhere); path_template is the rule's key and status is read by its filter, so
+    # neither is a contrast dimension (a status contrast would only restate `status > 499`).
     # Ties on the score are broken by field name; three facts are kept.
     assert facts(incident) == [("client_network", "192.168.1.0/24", 1.0, 0.0), ("method", "POST", 1.0, 0.0),
                                ("referer", "-", 1.0, 0.0)]
@@ -97,19 +98,19 @@ def test_clf_contrast_onset_hand_counted():
     assert incident.onset == Onset(W.start + 30, 10, (0, 0, 0, 3, 2, 1), 0.0, 2.0)
     background = found[("/api/orders/2",)]
     assert background.onset is None  # one per 10 s from the start: no rise
-    # 4 events, 16 others: status 503 (4/4 vs 6/16) first, then 4/4 vs 10/16 for all it shares with /home
-    assert facts(background) == [("status", "503", 1.0, 0.375), ("client_network", "10.0.0.0/24", 1.0, 0.625),
-                                 ("method", "GET", 1.0, 0.625)]
+    # 4 events, 16 others: 4/4 vs 10/16 for all it shares with /home, ties broken by field name
+    assert facts(background) == [("client_network", "10.0.0.0/24", 1.0, 0.625), ("method", "GET", 1.0, 0.625),
+                                 ("referer", "https://ex.com/", 1.0, 0.625)]
 
 
-def test_clf_all_facts_and_the_tie_goes_to_the_value_the_group_has():
+def test_clf_all_facts_and_no_fact_restates_the_rule():
     acc = run(hand_counted_clf(), [ERRORS_BY_PATH])
     _, found = explain_of(acc, "errors-by-path")
     incident = found[("/api/orders/1",)]
-    # status: 503 (6/6 vs 4/14) and 200 (0/6 vs 10/14) score the same: 503 is kept
+    # room for 5 facts, but only 4 differ: protocol is the same everywhere, and status (6/6 "503" vs 4/14) is
+    # what the rule's filter selected on, so it is never a dimension of this rule
     assert facts(incident) == [("client_network", "192.168.1.0/24", 1.0, 0.0), ("method", "POST", 1.0, 0.0),
-                               ("referer", "-", 1.0, 0.0), ("user_agent", "OrdersWorker/3.4.1", 1.0, 0.0),
-                               ("status", "503", 1.0, 0.2857)]
+                               ("referer", "-", 1.0, 0.0), ("user_agent", "OrdersWorker/3.4.1", 1.0, 0.0)]
     assert all(c.error == 0 for c in incident.contrast)
 
 
@@ -156,13 +157,15 @@ def test_dimensions_a_rule_fixes_are_not_counted_for_it():
     plans = plans_for([ERRORS_BY_PATH, NOT_FOUND_BY_CLIENT], ExplainConfig())
     errors, not_found = plans["errors-by-path"], plans["404-by-client"]
     assert errors.dims == not_found.dims  # one scope, one baseline: the dimensions either rule uses
-    assert [errors.dims[i] for i in errors.key_dims] == ["method", "status", "user_agent", "referer", "client_network",
-                                                         "protocol"]  # keyed on path: no path_template
+    # keyed on path (no path_template), status read by its filter (`> 499`): neither can distinguish a group
+    assert [errors.dims[i] for i in errors.key_dims] == ["method", "user_agent", "referer", "client_network",
+                                                         "protocol"]
     # keyed on client, status fixed by EqualTo 404: neither can distinguish a group
     assert [not_found.dims[i] for i in not_found.key_dims] == ["method", "user_agent", "referer", "path_template",
                                                                "protocol"]
     alone = plans_for([ERRORS_BY_PATH], ExplainConfig())["errors-by-path"]
     assert "path_template" not in alone.dims  # no rule of the scope can use it: not counted at all
+    assert "status" not in errors.dims  # both rules filter on it: not counted at all
     assert plans_for([ERRORS_BY_PATH], ExplainConfig(rules=("other",)))["errors-by-path"] is None
     assert plans_for([ERRORS_BY_PATH], None)["errors-by-path"] is None
 
