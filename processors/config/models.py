@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 NAME = r"^[A-Za-z0-9_.\-/]{1,255}$"
+# The local default chat model's id (processors/adapters/model_files.py DEFAULT_MODEL; a test pins the two together)
+DEFAULT_LOCAL_MODEL_ID = "local.qwen2.5-coder-1.5b-instruct-q4"
 
 
 class Strict(BaseModel):
@@ -300,7 +302,7 @@ class BedrockAnalyser(Strict):
     """Amazon Bedrock Converse (or the local Bedrock-compatible model server when endpoint_url is set)."""
 
     kind: Literal["bedrock"] = "bedrock"
-    model_id: str = "local.qwen2.5-coder-0.5b-instruct"
+    model_id: str = DEFAULT_LOCAL_MODEL_ID
     endpoint_url: str | None = Field(default=None, description="bedrock-runtime endpoint (the local model server when set).")
     schema_mode: Literal["output_config", "additional_fields", "prompt"] = Field(
         default="output_config",
@@ -332,7 +334,7 @@ class LlamaLambdaAnalyser(Strict):
 
     kind: Literal["llama_lambda"]
     function_name: str = Field(description="The Lambda function (name or ARN) that runs processors.handlers.llama_lambda.")
-    model_id: str = "local.qwen2.5-coder-0.5b-instruct"
+    model_id: str = DEFAULT_LOCAL_MODEL_ID
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
 
     def build(self):
@@ -350,7 +352,7 @@ class LlamaLocalAnalyser(Strict):
 
     kind: Literal["llama_local"]
     model_path: str | None = Field(default=None, description="GGUF file; default SIEVE_MODEL_PATH or the offline Qwen model.")
-    model_id: str = "local.qwen2.5-coder-0.5b-instruct"
+    model_id: str = DEFAULT_LOCAL_MODEL_ID
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 120
 
     def build(self):

@@ -383,7 +383,7 @@ def build_app(
     """The default wiring: a local chat model (via LlamaChat, loaded on first Converse) and USE embeddings.
 
     `model` names a known model (processors/adapters/model_files.py `MODELS`; default $SIEVE_MODEL, else
-    the 0.5B Qwen); `model_path` is a GGUF file (default $SIEVE_MODEL_PATH, else `model`'s verified cached
+    `DEFAULT_MODEL`); `model_path` is a GGUF file (default $SIEVE_MODEL_PATH, else `model`'s verified cached
     file, joined from its parts on first use). Converse answers under `model`'s id when it is given or
     no file is, else under the id of the known model the file is (an unknown file: its stem)."""
     import os

@@ -17,7 +17,7 @@ from processors.adapters.bedrock import (
     ModelCallError,
     ModelThrottled,
 )
-from processors.adapters.model_files import QWEN_MODEL_ID
+from processors.adapters.model_files import QWEN_15B, QWEN_MODEL_ID
 
 TITAN = "amazon.titan-embed-text-v2:0"
 
@@ -222,7 +222,8 @@ def test_sieve_models_serve_answers_boto3():
                 assert proc.poll() is None, proc.communicate()[1]
                 assert time.monotonic() < deadline, "sieve models serve did not come up in 30 s"
                 time.sleep(0.2)
-        assert QWEN_MODEL_ID in health["chat_models"] and health["chat_loaded"] is False
+        # without --model, the default model (the 1.5B) answers, under its own id
+        assert health["chat_models"] == [QWEN_15B.model_id] and health["chat_loaded"] is False
         client = boto3.client(
             "bedrock-runtime", endpoint_url=f"http://127.0.0.1:{port}", region_name="eu-west-1",
             aws_access_key_id="test", aws_secret_access_key="test",

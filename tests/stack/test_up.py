@@ -87,3 +87,45 @@ def test_malformed_config_starts_nothing(tmp_path):
     assert proc.returncode == 2
     assert "resources.streams.s.shards:" in proc.stderr
     assert not list((tmp_path / "pids").glob("*.json"))
+
+
+def _models_argv(monkeypatch, model_id, env=()):
+    """The `sieve models serve` command line `sieve up` would start for an analyser with `model_id`."""
+    from types import SimpleNamespace
+
+    from processors.commands import up
+
+    for k in ("SIEVE_MODEL", "SIEVE_MODEL_PATH"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env:
+        monkeypatch.setenv(k, v)
+    seen = []
+    monkeypatch.setattr(up.services, "start", lambda name, argv, **kw: seen.append(argv) or SimpleNamespace(
+        url="http://127.0.0.1:4567", pid=1, started_here=True))
+    analyser = SimpleNamespace(kind="bedrock", endpoint_url="http://127.0.0.1:4567", model_id=model_id)
+    up.start_models(SimpleNamespace(pipelines=SimpleNamespace(logs=SimpleNamespace(ai=SimpleNamespace(analyser=analyser)))))
+    [argv] = seen
+    return argv[argv.index("serve") + 1:]
+
+
+def test_up_serves_the_local_model_the_analyser_names(monkeypatch):
+    from processors.adapters.model_files import QWEN_05B, QWEN_15B
+
+    # a known local model's id selects that model; the shipped pipelines.yaml names the default 1.5B
+    assert "--model" in (a := _models_argv(monkeypatch, QWEN_05B.model_id)) and a[a.index("--model") + 1] == QWEN_05B.name
+    assert a[a.index("--model") + 1] != QWEN_15B.name
+    # any other id (a Bedrock id while testing locally) is answered by the default model under that name
+    a = _models_argv(monkeypatch, "anthropic.claude-3-haiku-20240307-v1:0")
+    assert "--model" not in a and a[a.index("--alias") + 1] == "anthropic.claude-3-haiku-20240307-v1:0"
+    # SIEVE_MODEL chooses the model; the configured id stays answerable as an alias
+    a = _models_argv(monkeypatch, QWEN_15B.model_id, env=[("SIEVE_MODEL", QWEN_05B.name)])
+    assert "--model" not in a and a[a.index("--alias") + 1] == QWEN_15B.model_id
+
+
+def test_the_shipped_pipelines_yaml_uses_the_default_local_model():
+    import yaml
+
+    from processors.adapters.model_files import DEFAULT_MODEL, get_model
+
+    cfg = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
+    assert cfg["pipelines"]["logs"]["ai"]["analyser"]["model_id"] == get_model(DEFAULT_MODEL).model_id
