@@ -876,6 +876,8 @@ class Explanation:
     onset: Onset | None
     events: int  # the key's counted events (all shards)
     missed: int  # at most this many of its events are not in its counters (0: exact)
+    buckets: tuple[int, ...] = ()  # its events per sub-window, oldest first (exact counts only, else empty)
+    bucket_seconds: int = 0
 
 
 class _Merged:
@@ -1010,7 +1012,8 @@ def explain_groups(parts: Sequence[ExplainPartial | None], keys: Iterable[Key], 
         buckets = [sum(ks.buckets[i] for _, ks in tracked) for i in range(parts[0].nbuckets)]  # type: ignore[union-attr]
         onset = (onset_of(buckets, parts[0].start, bs, config.onset_factor)  # type: ignore[union-attr]
                  if missed == 0 and n >= config.min_events else None)
-        out[key] = Explanation(tuple(facts[: config.max_facts]), onset, n, missed)
+        out[key] = Explanation(tuple(facts[: config.max_facts]), onset, n, missed,
+                               tuple(buckets) if missed == 0 else (), bs if missed == 0 else 0)
     return out
 
 
@@ -1052,5 +1055,6 @@ def explain_selected(groups: Sequence, parts: Sequence[ExplainPartial | None], p
         e = found.get(key)
         out.append(dataclasses.replace(
             g, contrast=e.contrast if e else (), onset=e.onset if e else None,
+            buckets=e.buckets if e else (), bucket_seconds=e.bucket_seconds if e else 0,
             change=change_of(key, g.value, [r for r in previous if r.window.end <= g.window.start], config.change_factor)))
     return tuple(out)

@@ -49,6 +49,9 @@ def selected_to_dict(g: SelectedGroup) -> dict:
                         "baseline_count": c.baseline_count, "error": c.error} for c in g.contrast]
     out["onset"] = onset_to_dict(g.onset)
     out["change"] = g.change
+    if g.buckets:
+        out["buckets"] = list(g.buckets)
+        out["bucket_seconds"] = g.bucket_seconds
     if g.withheld_lines:
         out["withheld_lines"] = g.withheld_lines
         out["screened_lines"] = g.screened_lines

@@ -166,7 +166,7 @@ def _selected_text(report: WindowReport) -> str:
         if g.trend:
             line += " · trend " + " → ".join(fmt_number(v) for v in g.trend[-6:]) + f" → *{fmt_number(g.value)}*"
         lines.append(line)
-        lines.extend(_explain_lines(g))
+        lines.extend(_explain_lines(g, report.topn.aggregate_on == "Count"))
         if g.withheld_lines:
             lines.append(f"  :rotating_light: *{g.withheld_lines} of {g.screened_lines} sample lines of this group carry "
                          f"text addressed to an AI model* ({escape(', '.join(g.withheld_reasons))}); withheld from "
@@ -177,16 +177,37 @@ def _selected_text(report: WindowReport) -> str:
 _SPARK = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(counts: tuple[int, ...], mark: int | None = None) -> str:
-    """Counts as block characters scaled to the largest; `mark` puts a `|` before that bucket (the onset)."""
-    top = max(counts, default=0)
+def sparkline(counts: tuple[float, ...], mark: int | None = None, *, top: float | None = None) -> str:
+    """Counts as block characters scaled to the largest (or `top`); `mark` puts a `|` before that bucket (the onset)."""
+    top = max(counts, default=0) if top is None else top
     chars = [_SPARK[min(len(_SPARK) - 1, round(c / top * (len(_SPARK) - 1)))] if top else _SPARK[0] for c in counts]
     if mark is not None and 0 <= mark < len(chars):
         chars.insert(mark, "|")
     return "".join(chars)
 
 
-def _explain_lines(g) -> list[str]:
+def rate_series(g, counted: bool) -> tuple[tuple[float, ...], tuple[int, ...], int | None]:
+    """The group's rate as one series: each earlier window as its mean per sub-window (only for a Count
+    rule, whose window values are event counts like the buckets), then this window's sub-windows; and
+    the onset's bucket index in this window (None without one)."""
+    n = len(g.buckets)
+    earlier = tuple(v / n for v in g.trend[-6:]) if counted and n else ()
+    mark = None
+    if g.onset is not None and g.bucket_seconds:
+        mark = (g.onset.at - g.window.start) // g.bucket_seconds
+    return earlier, tuple(g.buckets), mark
+
+
+def rate_sparkline(g, counted: bool) -> str:
+    """`▁▁▁ ▁▁▂|▆█▇`: earlier windows (one character each), a space, this window's sub-windows, one
+    scale for all; `|` marks the onset."""
+    earlier, buckets, mark = rate_series(g, counted)
+    top = max((*earlier, *buckets), default=0)
+    now = sparkline(buckets, mark, top=top)
+    return f"{sparkline(earlier, top=top)} {now}" if earlier else now
+
+
+def _explain_lines(g, counted: bool = True) -> list[str]:
     """What distinguishes the group and when it began: computed, so in the computed section."""
     out = []
     if g.contrast:
@@ -195,7 +216,14 @@ def _explain_lines(g) -> list[str]:
                           + (f" (±{c.error * 100:.0f} pts)" if c.error else "") for c in g.contrast)
         out.append(f"  *What sets it apart:* {facts}")
     o = g.onset
-    if o is not None:
+    if g.buckets:
+        earlier = " (earlier windows, then this one)" if rate_series(g, counted)[0] else ""
+        line = f"  *Rate per {g.bucket_seconds} s*{earlier}: `{rate_sparkline(g, counted)}`"
+        if o is not None:
+            began = datetime.fromtimestamp(o.at, tz=timezone.utc).strftime("%H:%M:%S")
+            line += f" · *began* {began} UTC ({fmt_number(o.before_rate)} → {fmt_number(o.after_rate)} per {o.bucket_seconds} s)"
+        out.append(line)
+    elif o is not None:
         first = (o.at - g.window.start) // o.bucket_seconds if o.bucket_seconds else None
         began = datetime.fromtimestamp(o.at, tz=timezone.utc).strftime("%H:%M:%S")
         out.append(f"  *Began* {began} UTC · per {o.bucket_seconds} s "

@@ -99,6 +99,9 @@ class SelectedGroup:
     contrast: tuple[ContrastFact, ...] = ()
     onset: Onset | None = None
     change: str = ""  # against earlier windows: "new pattern" | "known pattern" | "count change x4.0" ...
+    #: its events per sub-window of this window, oldest first (exact counts; empty when not known exactly)
+    buckets: tuple[int, ...] = ()
+    bucket_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,6 +220,7 @@ def test_onset_needs_exact_buckets():
     # /b's first two events came while /a (2 events) held the slot: it enters at its third, with exactly
     # those 2 missed, so its buckets are incomplete and no onset is stated
     assert (e.events, e.missed) == (4, 2) and e.onset is None
+    assert (e.buckets, e.bucket_seconds) == ((), 0)  # nor is a rate drawn from incomplete buckets
     assert ("/a",) not in found
 
 
@@ -470,6 +471,9 @@ def test_finaliser_attaches_facts_and_stores_them():
                                   "baseline_share": 0, "group_count": 6, "baseline_count": 0, "error": 0} or \
         doc["contrast"][0]["value"] == "192.168.1.0/24"
     assert doc["onset"]["counts"] == [0, 0, 0, 3, 2, 1] and doc["change"] == "count change x3.0"
+    # the group's exact rate per sub-window, merged from both shards (drawn in Slack even without an onset)
+    assert (g.buckets, g.bucket_seconds) == ((0, 0, 0, 3, 2, 1), 10)
+    assert (doc["buckets"], doc["bucket_seconds"]) == ([0, 0, 0, 3, 2, 1], 10)
     json.dumps(doc)
     # what people read: contrast values pass the same secret redaction as keys
     secret = dataclasses.replace(g, contrast=g.contrast + (ContrastFact("referer", "https://x/?k=AKIAIOSFODNN7EXAMPLE", 0.5, 0.0, 3, 0),))

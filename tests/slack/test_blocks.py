@@ -286,3 +286,25 @@ def test_what_sets_a_group_apart_and_when_it_began_are_computed_facts():
     assert "*Began* " in computed and "▁▂|▆█▇▇" in computed and "(0.50 → 10.50)" in computed
     assert "new pattern" in computed
     assert "OrdersWorker" not in json.dumps([b for b in payload["blocks"] if str(b.get("block_id", "")).startswith("ai-")])
+
+
+def test_the_rate_sparkline_puts_earlier_windows_and_this_one_on_one_scale():
+    from processors.core.types import Onset
+
+    r = report()
+    assert r.topn.aggregate_on == "Count"
+    # 6 sub-windows of 10 s; earlier windows held 6, 12 and 0 events (mean 1, 2, 0 per sub-window)
+    g = dataclasses.replace(r.selected[0], trend=(6.0, 12.0, 0.0), buckets=(0, 1, 14, 12, 11, 10), bucket_seconds=10,
+                            onset=Onset(r.window.start + 20, 10, (0, 1, 14, 12, 11, 10), 0.5, 11.75))
+    computed = text_of(render(dataclasses.replace(r, selected=(g,))), "computed-selected")
+    # one scale, top 14, eight levels: level = round(value / 14 * 7): earlier 1 -> 0 (round(0.5)), 2 -> 1, 0 -> 0;
+    # this window 0, 1 -> 0; 14 -> 7; 12 -> 6; 11 -> 6 (round(5.5)); 10 -> 5; `|` before the onset's sub-window
+    assert "*Rate per 10 s* (earlier windows, then this one): `▁▂▁ ▁▁|█▇▇▆`" in computed
+    assert "*began* " in computed and "(0.50 → 11.75 per 10 s)" in computed
+    # a Sum rule's window values are not event counts: only this window's sub-windows are drawn
+    total = dataclasses.replace(r.topn, aggregate_on="Sum")
+    computed = text_of(render(dataclasses.replace(r, topn=total, selected=(g,))), "computed-selected")
+    assert "*Rate per 10 s*: `▁▁|█▇▇▆`" in computed
+    # without exact sub-window counts, nothing is drawn (and no onset was computed either)
+    bare = dataclasses.replace(g, buckets=(), bucket_seconds=0, onset=None)
+    assert "Rate per" not in text_of(render(dataclasses.replace(r, selected=(bare,))), "computed-selected")
