@@ -665,6 +665,7 @@ class SlackBotNotifier(_SlackSender):
         secrets: Secrets | None = None,
         dynamodb_client=None,
         sqs_client=None,
+        charts: bool = True,
     ):
         if not channel:
             raise ConfigError("slack notifier", ["bot: a default channel is required"])
@@ -684,6 +685,7 @@ class SlackBotNotifier(_SlackSender):
         self.api_url = api_url if api_url.endswith("/") else api_url + "/"
         self.incident_gap_seconds = incident_gap_seconds
         self.thread_ttl_seconds = incident_gap_seconds + 86400  # a thread outlives its gap by a day, for people
+        self.charts = charts  # a PNG of the group's rate in its thread (files:write scope)
         self._clock = clock
         self._setup(idempotency_table=idempotency_table, idempotency_expires_after=idempotency_expires_after,
                     idempotency_key_prefix=idempotency_key_prefix, failure_queue_url=failure_queue_url,
@@ -735,8 +737,36 @@ class SlackBotNotifier(_SlackSender):
                 thread = advance(thread, window, value)
                 self.state.put_thread(rule, incident.id, thread, ttl_seconds=self.thread_ttl_seconds)
                 self._update_status(client, attempts, delivery["key"], incident, thread)
-            messages.append({"incident": incident.id, "action": step, "ts": answer["ts"], "thread_ts": thread.ts})
+            chart = self._post_chart(client, part, thread) if self.charts else None
+            messages.append({"incident": incident.id, "action": step, "ts": answer["ts"], "thread_ts": thread.ts,
+                             **({"chart": chart} if chart else {})})
         return {"status": "posted", "http_status": 200, "attempts": attempts.count, "messages": messages}
+
+    def _post_chart(self, client: WebClient, part: WindowReport, thread: Thread) -> str | None:
+        """The group's rate as a PNG in the incident's thread (core/chart.py). A picture is a courtesy:
+        when it cannot be drawn or uploaded the window is still delivered; the failure is counted and logged."""
+        from processors.core.chart import rate_chart
+
+        g = part.selected[0]
+        try:
+            chart = rate_chart(g, part.topn.aggregate_on == "Count", part.rule)
+        except Exception as exc:  # Pillow missing or a drawing error: say so, never fail the delivery
+            self._count("chart_failed")
+            logger.warning("slack chart not drawn", extra={"rule": part.rule, "error": f"{type(exc).__name__}: {exc}"})
+            return None
+        if chart is None:
+            return None
+        try:
+            answer = client.files_upload_v2(channel=thread.channel, thread_ts=thread.ts, content=chart.png,
+                                            filename=chart.filename, title=chart.title, alt_txt=chart.alt_text)
+        except Exception as exc:
+            self._count("chart_failed")
+            logger.warning("slack chart not uploaded", extra={"rule": part.rule, "channel": thread.channel,
+                                                              "error": self._masker(f"{type(exc).__name__}: {exc}")})
+            return None
+        self._count("chart_posted")
+        files = answer.get("files") or [answer.get("file") or {}]
+        return str(files[0].get("id") or "") or None
 
     def _update_status(self, client, attempts: _Attempts, key: str, incident: Incident, thread: Thread) -> None:
         ack = self.state.ack(incident.rule, incident.id)

@@ -497,6 +497,8 @@ class SlackBotNotifierSpec(Strict):
     api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL (SLACK_API_URL overrides it).")
     idempotency_table: str | None = None
     failure_queue: str | None = None
+    charts: bool = Field(default=True, description="Post a PNG of each incident's rate in its thread (the app needs "
+                         "the files:write scope).")
 
     @property
     def webhook_secret(self) -> None:
@@ -521,7 +523,7 @@ class SlackBotNotifierSpec(Strict):
             token_secret=None if token else self.token_secret, token_key=self.token_key, secrets=secrets,
             api_url=os.environ.get("SLACK_API_URL") or self.api_url, incident_gap_seconds=self.incident_gap_seconds,
             idempotency_table=self.idempotency_table, failure_queue_url=queue_url,
-            dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region),
+            dynamodb_client=aws.client("dynamodb", region), sqs_client=aws.client("sqs", region), charts=self.charts,
         )
 
     def iam(self) -> list[dict]:

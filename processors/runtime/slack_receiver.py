@@ -8,9 +8,14 @@ Web API (a bot token): ``POST /api/chat.postMessage`` and ``/api/chat.update`` (
 with ``Authorization: Bearer <bot_token>`` answer like Slack, HTTP 200 with ``{"ok": true, "channel":
 <id>, "ts": <ts>, "message": ...}`` or ``{"ok": false, "error": ...}`` (``not_authed``, ``invalid_auth``,
 ``channel_not_found``, ``no_text``, ``invalid_blocks``, ``message_not_found``; and, stricter than Slack,
-``thread_not_found`` for a thread_ts that is not a parent message here). Channel names get stable ids
+``thread_not_found`` for a thread_ts that is not a parent message here). ``auth.test`` answers for the bot (user ``U0LOCALBOT``) and
+``usergroups.users.list`` (GET or POST, ``usergroup=``) the members set in `usergroups` (``{"S1": ["U1"]}``;
+an unknown group is ``no_such_subteam``). Channel names get stable ids
 (`channel_id`). Messages are kept in `messages` (replies point at their parent, updates replace the
-payload and are counted) and `threads()` gives each parent with its replies.
+payload and are counted) and `threads()` gives each parent with its replies. File uploads work the way
+slack_sdk's ``files_upload_v2`` makes them (``files.getUploadURLExternal``, the bytes POSTed to the
+upload URL it returns, ``files.completeUploadExternal`` into a channel or thread, shared there as a
+message); the files are kept in `files`.
 
 With ``out=`` every accepted webhook payload and Web API message is appended to a JSONL file
 (``{"received_at", "payload"}``, plus ``method``, ``channel``, ``ts``, ``thread_ts`` for the Web API),
@@ -58,7 +63,14 @@ ACTION_ELEMENTS = 25
 BUTTON_TEXT = 75
 ACTION_ID = 255
 BUTTON_VALUE = 2000
-API_METHODS = ("chat.postMessage", "chat.update")
+API_METHODS = ("chat.postMessage", "chat.update", "auth.test", "usergroups.users.list")
+BOT_USER_ID = "U0LOCALBOT"
+BOT_ID = "B0LOCALBOT"
+TEAM_ID = "T0LOCAL00"
+#: file uploads the way slack_sdk's files_upload_v2 makes them: ask for an upload URL, POST the bytes to
+#: it, then complete the upload into a channel (and thread), which shares the file as a message there
+FILE_METHODS = ("files.getUploadURLExternal", "files.completeUploadExternal")
+MAX_UPLOAD_BYTES = 1_000_000_000
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{8,}$")
 
 
@@ -213,6 +225,8 @@ class SlackReceiver:
         self.accepted: list[dict] = []
         self.messages: list[ApiMessage] = []
         self.api_calls: list[tuple[str, dict]] = []  # (method, arguments) of every authorised Web API call
+        self.usergroups: dict[str, list[str]] = {}  # user group id -> member ids (usergroups.users.list)
+        self.files: dict[str, dict] = {}  # file id -> {filename, title, alt_txt, length, data, channel, thread_ts}
         self._seq = 0
         self._script: deque[_Scripted] = deque()
         self._lock = threading.Lock()
@@ -237,6 +251,12 @@ class SlackReceiver:
                 self._reply(status, answer, headers)
 
             def do_GET(self):  # noqa: N802
+                if self.path.startswith("/api/"):  # Web API methods slack-sdk calls with GET (usergroups.users.list)
+                    path, _, query = self.path.partition("?")
+                    status, answer, headers = receiver._handle(path, query.encode(), {
+                        **dict(self.headers.items()), "Content-Type": "application/x-www-form-urlencoded"})
+                    self._reply(status, answer, headers)
+                    return
                 with receiver._lock:
                     info = {"accepted": len(receiver.accepted), "requests": len(receiver.requests)}
                 self._reply(200, json.dumps(info), {"Content-Type": "application/json"})
@@ -329,6 +349,8 @@ class SlackReceiver:
         payload: dict | None = None
         if path.startswith("/api/"):
             return self._handle_api(arrived, path, body, headers)
+        if path.startswith("/upload/v1/"):
+            return self._handle_upload(arrived, path, body, headers)
         if not path.startswith("/services/"):
             status, answer, extra = 404, "no_service", {}
         else:
@@ -396,9 +418,20 @@ class SlackReceiver:
             return {"ok": False, "error": "not_authed"}, None
         if token != self.bot_token:
             return {"ok": False, "error": "invalid_auth"}, None
+        if method in FILE_METHODS:
+            self.api_calls.append((method, args))
+            return self._file_call(method, args)
         if method not in API_METHODS:
             return {"ok": False, "error": "unknown_method"}, None
         self.api_calls.append((method, args))
+        if method == "auth.test":
+            return {"ok": True, "url": f"{self.base_url}/", "team": "Sieve local", "user": "sieve", "team_id": TEAM_ID,
+                    "user_id": BOT_USER_ID, "bot_id": BOT_ID, "is_enterprise_install": False}, None
+        if method == "usergroups.users.list":
+            group = str(args.get("usergroup") or "")
+            if group not in self.usergroups:
+                return {"ok": False, "error": "no_such_subteam"}, None
+            return {"ok": True, "users": list(self.usergroups[group])}, None
         if not args.get("channel"):
             return {"ok": False, "error": "channel_not_found"}, None
         channel = self.channel_id(str(args["channel"]))
@@ -421,6 +454,64 @@ class SlackReceiver:
         message = {"type": "message", "ts": ts, **({"thread_ts": thread_ts} if thread_ts else {}), **payload}
         return ({"ok": True, "channel": channel, "ts": ts, "message": message},
                 {"method": method, "channel": channel, "ts": ts, "thread_ts": thread_ts, "payload": payload})
+
+    def _file_call(self, method: str, args: dict) -> tuple[dict, dict | None]:
+        """files.getUploadURLExternal / files.completeUploadExternal, as Slack answers them; lock held."""
+        if method == "files.getUploadURLExternal":
+            try:
+                length = int(args.get("length", ""))
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}, None
+            if not args.get("filename") or not 0 < length <= MAX_UPLOAD_BYTES:
+                return {"ok": False, "error": "invalid_arguments"}, None
+            self._seq += 1
+            file_id = f"F{self._seq:010d}"
+            self.files[file_id] = {"filename": str(args["filename"]), "title": None, "length": length, "data": None,
+                                   "alt_txt": args.get("alt_txt"), "channel": None, "thread_ts": None}
+            return {"ok": True, "upload_url": f"{self.base_url}/upload/v1/{file_id}", "file_id": file_id}, None
+        try:
+            files = json.loads(args["files"]) if isinstance(args.get("files"), str) else args.get("files")
+        except ValueError:
+            files = None
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) and f.get("id") for f in files):
+            return {"ok": False, "error": "invalid_arguments"}, None
+        known = [self.files.get(str(f["id"])) for f in files]
+        if any(k is None or k["data"] is None for k in known):  # never uploaded: Slack says so too
+            return {"ok": False, "error": "file_not_found"}, None
+        channel = self.channel_id(str(args["channel_id"])) if args.get("channel_id") else None
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts is not None and (channel is None or not any(
+                m.channel == channel and m.ts == thread_ts and m.thread_ts is None for m in self.messages)):
+            return {"ok": False, "error": "thread_not_found"}, None
+        shown = []
+        for f, k in zip(files, known):
+            k.update(title=f.get("title") or k["filename"], channel=channel, thread_ts=thread_ts)
+            shown.append({"id": f["id"], "name": k["filename"], "title": k["title"], "size": len(k["data"])})
+        if channel is None:  # uploaded privately, shared nowhere
+            return {"ok": True, "files": shown}, None
+        self._seq += 1
+        ts = f"{int(time.time())}.{self._seq:06d}"
+        payload = {"text": " ".join(f":frame_with_picture: {s['title']} ({s['name']}, {s['size']:,} bytes)" for s in shown)}
+        self.messages.append(ApiMessage(channel, ts, payload, thread_ts, 0, [payload]))
+        return ({"ok": True, "files": shown},
+                {"method": method, "channel": channel, "ts": ts, "thread_ts": thread_ts, "payload": payload,
+                 "files": [{**s, "alt_txt": self.files[s["id"]]["alt_txt"]} for s in shown]})
+
+    def _handle_upload(self, arrived: float, path: str, body: bytes, headers: dict) -> tuple[int, str, dict]:
+        """The upload URL files.getUploadURLExternal handed out: the bytes, exactly `length` of them."""
+        file_id = path[len("/upload/v1/"):].split("?", 1)[0]
+        with self._arrived:
+            entry = self.files.get(file_id)
+            if entry is None:
+                status, answer = 404, "file_not_found"
+            elif entry["data"] is not None or len(body) != entry["length"]:
+                status, answer = 400, "bad_upload"
+            else:
+                entry["data"] = bytes(body)
+                status, answer = 200, f"OK - {len(body)}"
+            self.requests.append(ReceivedRequest(arrived, path, status, answer, None, headers))
+            self._arrived.notify_all()
+        return status, answer, {"Content-Type": "text/plain; charset=utf-8"}
 
     def _save(self, payload: dict) -> None:
         self._write({"payload": payload})

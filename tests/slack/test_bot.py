@@ -227,3 +227,63 @@ def test_the_bot_kind_is_validated(tmp_path):
     assert any("channel" in p for p in err.value.problems)
     with pytest.raises(ConfigError):
         load(write_config(tmp_path, {**BOT, "incident_gap_seconds": 5}))
+
+
+# ---- the rate chart in the thread (files_upload_v2 against the receiver) ----
+
+def _with_rate(r, buckets=(2, 1, 3, 40, 38, 41), onset_bucket=3):
+    import dataclasses
+
+    from processors.core.types import Onset
+
+    g = r.selected[0]
+    onset = Onset(g.window.start + onset_bucket * 10, 10, buckets, 2.0, 39.7) if onset_bucket is not None else None
+    g = dataclasses.replace(g, buckets=buckets, bucket_seconds=10, onset=onset, trend=(12.0, 18.0))
+    return dataclasses.replace(r, selected=(g, *r.selected[1:]))
+
+
+def test_each_window_puts_a_chart_of_the_rate_in_the_incident_thread(receiver, state):
+    from io import BytesIO
+
+    from PIL import Image
+
+    notifier = bot(receiver, state)
+    first = notifier.post_report(_with_rate(incident_report(n=0)))
+    second = notifier.post_report(_with_rate(incident_report(value=2400, n=1), onset_bucket=None))
+    assert (first.status, second.status) == ("posted", "posted")
+    [(parent, replies)] = receiver.threads()
+    # the thread: window 1's chart, window 2's reply and its chart, all under the parent
+    charts = [m for m in replies if m.payload["text"].startswith(":frame_with_picture:")]
+    assert len(charts) == 2 and len(replies) == 3
+    assert [m for m, _ in receiver.api_calls].count("files.completeUploadExternal") == 2
+    files = list(receiver.files.values())
+    assert [f["thread_ts"] for f in files] == [parent.ts, parent.ts] and {f["channel"] for f in files} == {parent.channel}
+    png = Image.open(BytesIO(files[0]["data"]))
+    assert (png.format, png.size) == ("PNG", (640, 220))
+    # what a screen reader is told carries the same numbers as the picture
+    assert "2, 1, 3, 40, 38, 41" in files[0]["alt_txt"] and "Onset at 12:00:30 UTC" in files[0]["alt_txt"]
+    assert "Earlier windows, mean per 10 s: 2, 3." in files[0]["alt_txt"]  # 12 and 18 events over 6 sub-windows
+    assert "Onset" not in files[1]["alt_txt"]
+    assert "5xx-by-ip · ip=10.0.0.1, status=500: events per 10 s" == files[0]["title"]
+    assert notifier.counts["chart_posted"] == 2
+
+
+def test_no_chart_without_exact_counts_or_when_turned_off(receiver, state):
+    bot(receiver, state).post_report(incident_report(n=0))  # no sub-window counts: nothing to draw
+    bot(receiver, state, charts=False).post_report(_with_rate(incident_report("10.0.0.9", n=0)))
+    assert receiver.files == {} and not [m for m, _ in receiver.api_calls if m.startswith("files.")]
+    assert len(receiver.threads()) == 2
+
+
+def test_a_chart_that_cannot_be_uploaded_does_not_fail_the_window(receiver, state):
+    notifier = bot(receiver, state, max_retries=0)
+    real = receiver._file_call
+    receiver._file_call = lambda method, args: ({"ok": False, "error": "missing_scope", "needed": "files:write"}, None)
+    try:
+        delivery = notifier.post_report(_with_rate(incident_report(n=0)))
+    finally:
+        receiver._file_call = real
+    assert delivery.status == "posted"
+    [(parent, replies)] = receiver.threads()
+    assert replies == [] and receiver.files == {}
+    assert notifier.counts["chart_failed"] == 1 and notifier.counts.get("chart_posted", 0) == 0

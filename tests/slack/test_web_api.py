@@ -118,3 +118,35 @@ def test_a_reply_without_its_parent_in_the_log_still_shows(tmp_path):
     convs = conversations([{"method": "chat.postMessage", "channel": "C1", "ts": "2.000002", "thread_ts": "1.000001",
                             "payload": {"text": "ORPHAN"}}])
     assert "parent message not in this log" in rendered(convs[0]) and "ORPHAN" in rendered(convs[0])
+
+
+def test_files_upload_v2_into_a_thread_and_the_ways_it_is_refused(receiver):
+    import urllib.request
+
+    client = WebClient(token=receiver.bot_token, base_url=receiver.api_url)
+    parent = client.chat_postMessage(channel="#oncall", text="incident")
+    answer = client.files_upload_v2(channel=parent["channel"], thread_ts=parent["ts"], content=b"\x89PNG-bytes",
+                                    filename="rate.png", title="the rate", alt_txt="1, 2, 3")
+    [(p, [shared])] = receiver.threads()
+    assert answer["files"][0]["title"] == "the rate" and "rate.png" in shared.payload["text"]
+    [f] = receiver.files.values()
+    assert (f["data"], f["thread_ts"], f["alt_txt"]) == (b"\x89PNG-bytes", p.ts, "1, 2, 3")
+    # an upload URL takes exactly the announced bytes, once
+    url = api(receiver, "files.getUploadURLExternal", {"filename": "x.png", "length": 4}, form=True)
+    assert url["ok"] and url["upload_url"].startswith(receiver.base_url + "/upload/v1/")
+    for body, status in ((b"toolong", 400), (b"four", 200), (b"four", 400)):
+        req = urllib.request.Request(url["upload_url"], data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 - loopback
+                got = r.status
+        except urllib.error.HTTPError as exc:
+            got = exc.code
+        assert got == status
+    # completing a file that was never uploaded, or into a thread that is not here, is refused like Slack does
+    never = api(receiver, "files.getUploadURLExternal", {"filename": "y.png", "length": 9}, form=True)
+    assert api(receiver, "files.completeUploadExternal", {"files": [{"id": never["file_id"]}], "channel_id": p.channel},
+               form=True)["error"] == "file_not_found"
+    assert api(receiver, "files.completeUploadExternal", {"files": [{"id": url["file_id"]}], "channel_id": p.channel,
+                                                          "thread_ts": "1.000001"}, form=True)["error"] == "thread_not_found"
+    assert api(receiver, "files.getUploadURLExternal", {"filename": "z.png", "length": 0}, form=True)["error"] == "invalid_arguments"
+    assert api(receiver, "files.getUploadURLExternal", {"filename": "z.png", "length": 3}, token="xoxb-wrong", form=True)["error"] == "invalid_auth"
