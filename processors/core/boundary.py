@@ -96,11 +96,16 @@ class BoundaryConfig:
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?%?(?![\w.])")
 
 
-def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
+def parse_analysis(text: str, schema: Mapping, digest: Digest, language: str = "en") -> Analysis:
     """Parse, validate against the schema, then check in code what a schema cannot: every cited id is a
     line of this digest; a hypothesis rests on a contrast or onset fact when the digest has any; no cause
     states a number the digest lacks, repeats a sample's free text, talks about the digest, or merely
-    restates the facts (see `grounding_problem`)."""
+    restates the facts (see `grounding_problem`). Those refuse the answer.
+
+    Then, per item: a hypothesis that claims something about an attribute no computed fact is about (a
+    response time where the log has none) is dropped, as is a hypothesis or next check written in a
+    script the configured language does not use; text the schema's length limit cut off mid-word ends
+    with an ellipsis. When no hypothesis is left, the answer is refused."""
     try:
         data = orjson.loads(strip_fence(text))
     except orjson.JSONDecodeError as exc:
@@ -127,6 +132,26 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
         if problem:
             raise InvalidAnswer(f"hypotheses[{i}]: {problem}")
         hypotheses.append(Hypothesis(h["cause"], tuple(dict.fromkeys(h["facts"])), h["confidence"]))
+    cause_max = _max_length(schema, "hypotheses", "cause")
+    check_max = _max_length(schema, "next_checks")
+    facts_text = "\n".join(line for line in digest.text.splitlines() if not _SAMPLE_LINE.match(line))
+    kept, dropped = [], []
+    for i, h in enumerate(hypotheses):
+        problem = unsupported_claim(h.cause, facts_text) or foreign_script(h.cause, language)
+        if problem:
+            dropped.append(f"hypotheses[{i}]: {problem}")
+            continue
+        kept.append(replace(h, cause=tidy_cut(h.cause, cause_max)))
+    if not kept:
+        raise InvalidAnswer("; ".join(dropped))
+    hypotheses = kept
+    checks = []
+    for i, c in enumerate(data["next_checks"]):
+        problem = foreign_script(c, language)
+        if problem:
+            dropped.append(f"next_checks[{i}]: {problem}")
+            continue
+        checks.append(tidy_cut(c, check_max))
     explained = [fid for fid in known if _EXPLAINING.search(fid)]
     if explained and not any(_EXPLAINING.search(f) for h in hypotheses for f in h.facts):
         raise InvalidAnswer("no hypothesis cites a contrast or onset fact ("
@@ -135,10 +160,72 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest) -> Analysis:
     return Analysis(
         likely_cause=top.cause,
         evidence=tuple(f"[{f}] {lines.get(f, '')}".rstrip() for f in top.facts),
-        next_checks=tuple(data["next_checks"]),
+        next_checks=tuple(checks),
         confidence=top.confidence,
         hypotheses=tuple(hypotheses),
+        dropped=tuple(dropped),
     )
+
+
+def _max_length(schema: Mapping, *path: str) -> int | None:
+    """maxLength of a string inside the schema (`hypotheses` -> items -> `cause`), None if unbounded."""
+    node: Mapping | None = schema
+    for key in path:
+        node = ((node or {}).get("properties") or {}).get(key)
+        if node is not None and node.get("type") == "array":
+            node = node.get("items")
+    return (node or {}).get("maxLength") if isinstance(node, Mapping) else None
+
+
+def tidy_cut(text: str, limit: int | None) -> str:
+    """Text the model wrote up to the schema's length limit was cut there by the grammar, mid-word or
+    mid-sentence: end it at the last whole word with an ellipsis, so people see that it was cut."""
+    if limit is None or len(text) < limit:
+        return text.strip()
+    head = text[: limit - 1].rstrip()
+    space = head.rfind(" ")
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:-(") + "…"
+
+
+#: a claim about one attribute, and the words that show a computed fact is about that attribute
+_CLAIMS: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
+    (name, re.compile(claim, re.IGNORECASE), re.compile(backed, re.IGNORECASE)) for name, claim, backed in (
+        ("response time", r"\bresponse[- ]times?\b|\blatenc(?:y|ies)\b|\bslow(?:er|ness|ly)?\b",
+         r"response_time|latency|processing_time|request_time|duration"),
+        ("the upstream target", r"\bupstream\b|\bbackend (?:target|instance|node|host)\b|\btarget\b",
+         r"\btarget\b|upstream"),
+        ("the user agent or client release", r"\buser[- ]agents?\b|\bclient (?:release|version|build)\b",
+         r"user_agent|\bagent\b"),
+        ("the referer", r"\breferr?ers?\b", r"\breferr?er\b"),
+        ("response sizes", r"\b(?:payload|response|body) sizes?\b|\bempty (?:responses?|repl(?:y|ies)|bod(?:y|ies))\b",
+         r"\bbytes\b|\bsize\b"),
+        ("the protocol", r"\bprotocol\b|\bHTTP/\d", r"\bprotocol\b|\bHTTP/\d"),
+        ("the client network", r"\bsubnet\b|\bnetwork\b|\bIP range\b", r"client_network|\bnetwork\b|\b\d{1,3}(?:\.\d{1,3}){3}/\d{1,2}\b"),
+    ))
+
+
+def unsupported_claim(cause: str, facts_text: str) -> str | None:
+    """A hypothesis about an attribute no computed fact of the digest is about (a response time, where
+    the logs carry none) is not grounded, however plausible it sounds: why, or None."""
+    for name, claim, backed in _CLAIMS:
+        m = claim.search(cause)
+        if m and not backed.search(facts_text):
+            return (f"it speaks of {name} ({m.group(0)!r}), which no computed fact is about; "
+                    "a hypothesis may only use attributes the facts show")
+    return None
+
+
+_SCRIPTS = {"en": re.compile(r"[\u0400-\u04ff\u0590-\u06ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")}
+
+
+def foreign_script(text: str, language: str) -> str | None:
+    """Text in a script the configured language does not use (a small model's stray Chinese in an
+    English answer): why, or None. Languages without a rule here are not checked."""
+    pattern = _SCRIPTS.get(language.split("-")[0].lower())
+    m = pattern.search(text) if pattern else None
+    return f"it is written partly in another script than {language!r} ({m.group(0)!r})" if m else None
 
 
 _LINE_ID = re.compile(r"^\s*\[(G\d{1,2}(?:\.(?:C\d|O|H|S\d{1,2}))?)\]\s?(.*)$")
@@ -354,7 +441,7 @@ def analyse_window(
             reply_text=reply.text[:MAX_REPLY_CHARS],
         )
         try:
-            analysis = parse_analysis(reply.text, schema, digest)
+            analysis = parse_analysis(reply.text, schema, digest, config.language)
         except InvalidAnswer as exc:
             last_error = f"attempt {attempt}: {exc}"
             note = _safe_record(audit, replace(done, status="invalid_output", reason=_cut(str(exc), 500)))
@@ -362,8 +449,9 @@ def analyse_window(
                 return outcome("invalid_output", _cut(last_error, 500) + note)
             current = retry_prompt(prompt, str(exc))
             continue
-        note = _safe_record(audit, replace(done, status="analysed"))
-        return outcome("analysed", f"attempt {attempt}{note}", analysis)
+        kept = f"; dropped {'; '.join(analysis.dropped)}" if analysis.dropped else ""
+        note = _safe_record(audit, replace(done, status="analysed", reason=_cut(kept[2:], 500)))
+        return outcome("analysed", _cut(f"attempt {attempt}{kept}", 700) + note, analysis)
     return outcome("invalid_output", last_error)  # max_attempts < 1
 
 

@@ -88,9 +88,9 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 @dataclass(frozen=True, slots=True)
 class IncidentSpec:
     kind: str
-    at: int | None = None  # seconds after start; None = chosen from the seed, on a window boundary
+    at: int | None = None  # seconds after start; None = the second half of a window chosen from the seed
     count: int | None = None  # lines; None = 1% of lines (at least 40)
-    duration: int | None = None  # seconds; None = one period
+    duration: int | None = None  # seconds; None = half a period without `at`, else one period
 
 
 def parse_incident(spec: str) -> IncidentSpec:
@@ -293,12 +293,15 @@ class AccessLogGenerator:
         cfg, rng = self.cfg, self.rng
         plans = []
         for i, spec in enumerate(cfg.incidents):
-            duration = spec.duration or cfg.period
             count = spec.count or max(40, cfg.lines // 100)
             if spec.at is None:
-                slots = max(1, (cfg.duration - duration) // cfg.period)
-                at = rng.randrange(0, slots) * cfg.period
+                # an incident begins part-way into a window, as real ones do (its onset is then visible
+                # in the window's sub-windows), and ends with it: the second half of a window chosen by the seed
+                duration = spec.duration or max(1, cfg.period // 2)
+                slots = max(1, (cfg.duration - max(duration, cfg.period)) // cfg.period)
+                at = rng.randrange(0, slots) * cfg.period + max(0, cfg.period - duration)
             else:
+                duration = spec.duration or cfg.period
                 at = spec.at
             if at + duration > cfg.duration:
                 raise ValueError(f"incident {spec.kind} at {at}s + {duration}s ends after the {cfg.duration}s span")

@@ -124,6 +124,7 @@ class Analysis:
     next_checks: tuple[str, ...]
     confidence: Literal["low", "medium", "high"]
     hypotheses: tuple[Hypothesis, ...] = ()
+    dropped: tuple[str, ...] = ()  # why hypotheses or next checks of the answer were not kept (for the audit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,3 +113,101 @@ def test_the_longest_valid_answer_fits_the_output_budget():
 def test_a_cause_that_describes_the_input_instead_of_the_incident_is_refused(cause):
     with pytest.raises(InvalidAnswer, match="talks about the digest or the prompt"):
         parse_analysis(reply(cause, ["[G1] path=/api/v1/checkout status 500"]), load_analysis_schema(), digest())
+
+
+# --- claims about attributes the facts are not about; cut text; a stray script ----------------------
+
+from processors.core.types import ContrastFact, Onset  # noqa: E402
+
+SCAN = SelectedGroup(rule="404-by-client", window=W, keys={"client": "198.51.100.77"}, value=60, share=0.085,
+                     reasons=("count 60 >= min_count 20",), samples=SAMPLES[1:], trend=(0, 0, 0),
+                     contrast=(ContrastFact("user_agent", "Mozilla/5.0 zgrab/0.x", 1.0, 0.0, 60, 0),
+                               ContrastFact("referer", "-", 1.0, 0.43, 60, 280)),
+                     onset=Onset(W.start + 30, 10, (0, 0, 0, 20, 20, 20), 0.0, 20.0), change="new pattern")
+SCAN_REPORT = TopNReport(rule="404-by-client", window=W, key_names=("client",), aggregate_on="Count",
+                         contributors=(Contributor(("198.51.100.77",), 60),), unique_contributors=5,
+                         max_contributor_value=60, sample_count=64, sum=60, total_events=708)
+
+
+def scan_digest():
+    return build_digest(SCAN_REPORT, [SCAN], Redactor(b"k" * 32))
+
+
+def answer_of(*hypotheses, checks=("Block the scanner's network at the edge",)):
+    return json.dumps({"hypotheses": [{"cause": c, "facts": list(f), "confidence": "medium"} for c, f in hypotheses],
+                       "next_checks": list(checks)})
+
+
+def test_a_hypothesis_about_an_attribute_no_fact_is_about_is_dropped_and_the_rest_kept():
+    # what the local 1.5B model answered in the demo: the second hypothesis invents a response time that
+    # combined-format logs do not even carry, resting on the "new pattern" line
+    text = answer_of(("A scanner with user agent zgrab/0.x probes for pages that do not exist", ("G1.C1", "G1.O")),
+                     ("The server's response time for these requests is consistently high", ("G1.H",)))
+    a = parse_analysis(text, load_analysis_schema(), scan_digest())
+    assert [h.cause for h in a.hypotheses] == ["A scanner with user agent zgrab/0.x probes for pages that do not exist"]
+    assert len(a.dropped) == 1 and "hypotheses[1]" in a.dropped[0] and "response time" in a.dropped[0]
+    # alone, it leaves nothing: the answer is refused (and the message shows the facts only)
+    with pytest.raises(InvalidAnswer, match="speaks of response time"):
+        parse_analysis(answer_of(("Requests are slow because the backend is overloaded", ("G1.C1",))),
+                       load_analysis_schema(), scan_digest())
+
+
+@pytest.mark.parametrize(("cause", "grounded"), [
+    ("The upstream target 10.0.3.17 fails", False), ("Empty responses from the API", False),
+    ("Clients on one subnet hammer us", False), ("Requests over HTTP/1.0 fail", False),
+    ("A partner page embeds us: the referer is new", True),  # this digest has a referer fact
+    ("A scanner's user agent probes the shop", True),  # and a user agent one
+])
+def test_each_kind_of_claim_needs_a_fact_about_it(cause, grounded):
+    from processors.core.boundary import unsupported_claim
+
+    facts = "\n".join(line for line in scan_digest().text.splitlines() if ".S" not in line)
+    problem = unsupported_claim(cause, facts)
+    assert (problem is None) == grounded, problem
+
+
+def test_text_cut_at_the_schema_limit_ends_with_an_ellipsis_at_a_word():
+    schema = load_analysis_schema()
+    limit = schema["properties"]["hypotheses"]["items"]["properties"]["cause"]["maxLength"]
+    cause = ("A scanner with user agent zgrab/0.x probes many paths of the shop, and the requests rise from "
+             "zero to twenty per ten seconds")[:limit]  # what a grammar-constrained model stops at
+    assert len(cause) == limit
+    check = "Check the web application firewall rules for the scanner's user agent and block its network"[:70]
+    a = parse_analysis(answer_of((cause, ("G1.C1", "G1.O")), checks=(check,)), schema, scan_digest())
+    shown = a.hypotheses[0].cause
+    assert shown.endswith("…") and len(shown) <= limit and cause.startswith(shown[:-1])
+    assert not shown[:-1].endswith(" ") and cause[len(shown) - 1] == " "  # cut between words
+    assert a.next_checks[0].endswith("…") and a.next_checks[0] != check
+    short = parse_analysis(answer_of(("A zgrab scanner probes the shop", ("G1.C1",))), schema, scan_digest())
+    assert short.hypotheses[0].cause == "A zgrab scanner probes the shop"  # under the limit: untouched
+
+
+def test_a_next_check_in_another_script_is_dropped_for_english_and_kept_for_japanese():
+    text = answer_of(("A zgrab scanner probes the shop", ("G1.C1",)),
+                     checks=("Check for recent changes in the OrdersWorker application or its依赖.", "Block the scanner"))
+    a = parse_analysis(text, load_analysis_schema(), scan_digest(), "en")
+    assert a.next_checks == ("Block the scanner",) and "next_checks[0]" in a.dropped[0]
+    ja = parse_analysis(answer_of(("zgrab のスキャナーがショップを探っている", ("G1.C1",)), checks=("スキャナーを遮断する",)),
+                        load_analysis_schema(), scan_digest(), "ja")
+    assert ja.next_checks == ("スキャナーを遮断する",) and ja.dropped == ()
+    with pytest.raises(InvalidAnswer, match="another script"):  # the only hypothesis in Chinese, for English readers
+        parse_analysis(answer_of(("扫描器在探测商店", ("G1.C1",))), load_analysis_schema(), scan_digest(), "en")
+
+
+def test_what_was_dropped_is_in_the_outcome_and_the_audit_record():
+    class Model:
+        def complete(self, system, user, *, max_tokens, json_schema=None):
+            return ModelReply(answer_of(("A scanner with user agent zgrab/0.x probes the shop", ("G1.C1",)),
+                                        ("Latency of the backend went up", ("G1.H",))), "m", 900, 60, 1200)
+
+    records = []
+
+    class Audit:
+        def record(self, r):
+            records.append(r)
+
+    out = analyse_window(SCAN_REPORT, [SCAN], BoundaryConfig(model_id="m", redaction_secret=b"k" * 32), Model(),
+                         InMemoryBudgetLedger(), Audit(), lambda: 1_700_000_100.0)
+    assert out.status == "analysed" and len(out.analysis.hypotheses) == 1
+    assert "dropped hypotheses[1]" in out.reason and "response time" in out.reason
+    assert records[-1].status == "analysed" and "response time" in records[-1].reason
