@@ -26,6 +26,7 @@ from typing import Iterator
 import orjson
 
 from processors.core.aggregate import DEFAULT_CAPACITY, Accumulator, merge
+from processors.core.fastpath import CHUNK_BYTES
 from processors.core.explain import ExplainConfig, Explanation, explain_groups
 from processors.core.decode import Decoded, LogEvent, decode_cwl_document
 from processors.config.rule_files import load_rule_file
@@ -71,12 +72,54 @@ def _open(path: Path):
     return open(path, encoding="utf-8", errors="surrogateescape", newline="\n")
 
 
+def _open_binary(path: Path):
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(2)
+    except OSError as exc:
+        raise TopNError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _is_cwl_head(first: str) -> bool:
+    """Whether a file's first line starts saved CloudWatch Logs payload(s) rather than log lines."""
+    head = first.lstrip()
+    return head.startswith("{") and '"messageType"' in first or head.rstrip() == "{"
+
+
+def feed_file(path: Path, acc: Accumulator, counts: dict) -> int:
+    """Feed one file to the accumulator: log lines in large binary chunks (`Accumulator.add_chunk`, the
+    same result as line by line), saved CloudWatch Logs payloads event by event. Returns blank lines."""
+    with _open_binary(path) as fh:
+        first = fh.readline()
+        if _is_cwl_head(first.decode("utf-8", "surrogateescape")):
+            for item in iter_events(path, counts):
+                acc.add_event(item)
+            return 0
+        blank = 0
+        add = acc.add_chunk
+        rest = first
+        while True:
+            block = fh.read(CHUNK_BYTES)
+            if not block:
+                break
+            data = rest + block if rest else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            blank += add(data[:cut] if cut < len(data) else data)
+            rest = data[cut:]
+        if rest:
+            blank += add(rest)
+        return blank
+
+
 def iter_events(path: Path, counts: dict) -> Iterator[LogEvent | str]:
     """Yield plain lines (str) or LogEvents (from CWL payloads) of one file."""
     with _open(path) as fh:
         first = fh.readline()
-        head = first.lstrip()
-        if head.startswith("{") and '"messageType"' in first or head.rstrip() == "{":
+        if _is_cwl_head(first):
             # saved CloudWatch Logs payload(s): one per line, or one (pretty-printed) document
             try:
                 docs = [orjson.loads(first)] + [orjson.loads(line) for line in fh if line.strip()]
@@ -123,15 +166,7 @@ def run(args) -> int:
     other: dict[str, int] = {}
     blank = 0
     for f in args.files:
-        add_line = acc.add_line
-        for item in iter_events(Path(f), other):
-            if type(item) is str:
-                if not item.strip():
-                    blank += 1
-                    continue
-                add_line(item)
-            else:
-                acc.add_event(item)
+        blank += feed_file(Path(f), acc, other)
     explained: list[dict] = []
     if explain is not None:
         for (rule, w), agg in sorted(acc.partials.items(), key=lambda kv: (kv[0][1].start, kv[0][0])):

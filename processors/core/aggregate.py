@@ -396,6 +396,7 @@ class Accumulator:
         self._by_name = {r.name: r for r in self.rules}
         # hot-path cache: (rule name, window start) -> aggregate
         self._cache: dict[tuple[str, int], WindowAggregate] = {}
+        self._fast = None  # the chunked path of add_chunk (processors/core/fastpath.py), made on first use
 
     def restore(self, partial: WindowAggregate, samples: Samples | None = None) -> None:
         """Put back a partial loaded with from_bytes (e.g. from Lambda's tumbling-window state), and its
@@ -432,6 +433,19 @@ class Accumulator:
 
     def add_event(self, event: LogEvent) -> None:
         self.add_line(event.message, log_group=event.log_group, timestamp_ms=event.timestamp_ms)
+
+    def add_chunk(self, data: bytes) -> int:
+        """Feed every line of `data`: complete lines of raw text (UTF-8, split on `\\n`, a final `\\n`
+        ends the last line, trailing `\\r` removed; invalid bytes kept as surrogate escapes), as
+        `sieve topn` reads a file. Blank lines are skipped and their number returned. The result is
+        exactly that of `add_line` on each line in order (`fastpath.split_lines`); when the rules allow
+        it (`fastpath.plan`), many lines are done per step."""
+        fast = self._fast
+        if fast is None:
+            from processors.core.fastpath import FastPath, plan
+
+            fast = self._fast = plan(self) or FastPath(self)
+        return fast.feed(data)
 
     def add_line(self, line: str, *, log_group: str | None = None, timestamp_ms: int | None = None) -> None:
         stats = self.stats

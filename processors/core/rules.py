@@ -88,9 +88,10 @@ class CompiledRule:
     for the rule's `log_format`."""
 
     __slots__ = ("name", "log_format", "key_names", "aggregate_on", "value_of", "log_groups", "definition",
-                 "fingerprint", "apply", "_exact_groups", "_group_prefixes")  # fmt: skip
+                 "fingerprint", "apply", "reads", "status_filters", "_exact_groups", "_group_prefixes")  # fmt: skip
 
-    def __init__(self, *, name, log_format, key_names, aggregate_on, value_of, log_groups, definition, apply):
+    def __init__(self, *, name, log_format, key_names, aggregate_on, value_of, log_groups, definition, apply,
+                 reads=None, status_filters=()):
         self.name: str = name
         self.log_format: Literal["JSON", "CLF"] = log_format
         self.key_names: tuple[str, ...] = key_names
@@ -100,6 +101,13 @@ class CompiledRule:
         self.definition: dict = definition
         self.fingerprint: str = hashlib.sha256(orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)).hexdigest()
         self.apply: Callable[[Record], tuple[tuple[str, ...], int | float] | None] = apply
+        #: What `apply` reads of a record, for the chunked fast path (processors/core/fastpath.py): CLF
+        #: field names (`CLF_INDEX` keys), or top-level JSON keys (`path_template` stands for the
+        #: derived field, which also reads `path`); None when a JSON path goes deeper than one key.
+        self.reads: frozenset[str] | None = reads
+        #: The numeric filters on the status field as `(op, argument)` pairs (CLF `status` / position 6,
+        #: JSON `$.status`): a line whose status fails one of them cannot match.
+        self.status_filters: tuple[tuple[str, int | float], ...] = tuple(status_filters)
         names = [_group_name(p) for p in log_groups]
         self._exact_groups = frozenset(n for n in names if not n.endswith("*"))
         self._group_prefixes = tuple(n[:-1] for n in names if n.endswith("*"))
@@ -395,6 +403,13 @@ class _Compiler:
     def __init__(self, path: str):
         self.path = path
         self.problems: list[str] = []
+        self.reads: set[str] | None = set()  # see CompiledRule.reads
+        self.last_read: str | None = None  # the single field the last `field()` call named, if it is one
+
+    def _read(self, *names: str, single: str | None = None) -> None:
+        if self.reads is not None:
+            self.reads.update(names)
+        self.last_read = single
 
     def err(self, where: str, msg: str) -> None:
         self.problems.append(f"{self.path}{where}: {msg}" if where else f"{self.path}: {msg}")
@@ -411,26 +426,42 @@ class _Compiler:
                 return None
             steps = [("key", k) if k else ("idx", int(i)) for k, i in _PATH_STEP_RE.findall(m.group(1))]
             if steps == [("key", "path_template")]:
+                self._read("path_template", "path")
                 return _json_template_getter
+            if len(steps) == 1 and steps[0][0] == "key":
+                self._read(steps[0][1], single=steps[0][1])
+            else:
+                self.reads = None
+                self.last_read = None
             return _json_getter(steps)
         if log_format == "CLF":
             name = ref[2:] if ref.startswith("$.") else ref
             if name in aliases:
+                self._read_position(aliases[name])
                 return _clf_position_getter(aliases[name])
             if name.isdigit() and name.isascii():
                 pos = int(name)
                 if 1 <= pos <= MAX_CLF_POSITION:
+                    self._read_position(pos)
                     return _clf_position_getter(pos)
                 self.err(where, f"CLF position {pos} is out of range 1..{MAX_CLF_POSITION}")
                 return None
             if name in CLF_INDEX and name != "extra":
+                self._read(name, single=name)
                 return _clf_name_getter(name)
             if name in CLF_DERIVED:
+                self._read("path", "query")
                 return CLF_DERIVED[name]
             known = sorted(aliases) + list(_CLF_NAMES)
             self.err(where, f"unknown CLF field {ref!r}; use a Fields alias, a position number, or one of: {', '.join(known)}")
             return None
         return None  # log format already reported as invalid
+
+    def _read_position(self, pos: int) -> None:
+        if pos <= 7:
+            self._read(CLF_POSITIONS[pos], single=CLF_POSITIONS[pos])
+        else:
+            self._read("referer", "user_agent", "extra")
 
     def compile(self, obj: Any, name: str) -> CompiledRule | None:
         if not isinstance(name, str) or not name.strip():
@@ -499,6 +530,7 @@ class _Compiler:
         key_getters: list[Getter | None] = []
         key_names: list[str] = []
         filters: list = []
+        self.status_filters: list[tuple[str, Any]] = []
         value_get: Getter | None = None
         value_of = None
         if not isinstance(contrib, dict):
@@ -550,6 +582,8 @@ class _Compiler:
             log_groups=tuple(groups),
             definition=obj,
             apply=_make_apply(filters, key_getters, value_get if agg == "Sum" else None),
+            reads=frozenset(self.reads) if self.reads is not None else None,
+            status_filters=self.status_filters,
         )
 
     def filter(self, where: str, flt: Any, log_format: str | None, aliases: dict[str, int]):
@@ -594,6 +628,9 @@ class _Compiler:
             return None
         if get is None:
             return None
+        if op in _NUMBER_OPS and (self.last_read == "status" if log_format == "CLF" else
+                                  flt.get("Match") == "$.status"):  # fmt: skip
+            self.status_filters.append((op, arg))
         return _filter(op, arg, get)
 
 
@@ -615,7 +652,11 @@ def compile_rule(obj: Any, name: str, path_prefix: str | None = None) -> Compile
     `pipelines.logs.rules[2].Contribution.Filters[0]: GreaterThan must be a number`."""
     prefix = path_prefix if path_prefix is not None else str(name)
     c = _Compiler(prefix)
-    rule = c.compile(obj, name)
+    try:
+        rule = c.compile(obj, name)
+    except orjson.JSONEncodeError as exc:  # from YAML: an integer past 64 bits, bytes (!!binary), ...
+        c.err("", f"not representable as rule JSON: {exc}")
+        rule = None
     if c.problems or rule is None:
         raise ConfigError(prefix, c.problems or [f"{prefix}: invalid rule"])
     return rule

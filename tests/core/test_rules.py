@@ -490,3 +490,37 @@ def test_clf_status_number_filters_equal_the_generic_comparison(op, x, code, fie
                       "Contribution": {"Keys": ["path"], "Filters": [{"Match": field, op: x}]}}, "s")
     want = {"GreaterThan": code > x, "LessThan": code < x, "EqualTo": code == x, "NotEqualTo": code != x}[op]
     assert (r.apply(rec) is not None) is want
+
+
+# --------------------------------------------------------------------- what a rule reads (fast path)
+
+
+@pytest.mark.parametrize("contribution, fields, reads, status", [
+    ({"Keys": ["path"], "Filters": [{"Match": "status", "GreaterThan": 499}]}, {"6": "status"}, {"path", "status"},
+     [("GreaterThan", 499)]),
+    ({"Keys": ["1"], "Filters": [{"Match": "6", "EqualTo": 404}]}, None, {"client", "status"}, [("EqualTo", 404)]),
+    ({"Keys": ["c"], "Filters": [{"Match": "code", "LessThan": 300}]}, {"1": "c", "6": "code"}, {"client", "status"},
+     [("LessThan", 300)]),
+    ({"Keys": ["path_template"]}, None, {"path", "query"}, []),
+    ({"Keys": ["request_uri", "9"], "Filters": [{"Match": "method", "In": ["GET"]}]}, None,
+     {"path", "query", "referer", "user_agent", "extra", "method"}, []),
+    ({"Keys": ["client"], "Filters": [{"Match": "bytes", "GreaterThan": 5}]}, None, {"client", "bytes"}, []),
+])  # fmt: skip
+def test_a_clf_rule_says_which_fields_it_reads(contribution, fields, reads, status):
+    rule = {**BASE, "LogFormat": "CLF", "Contribution": contribution}
+    if fields:
+        rule["Fields"] = fields
+    r = compile_rule(rule, "r")
+    assert r.reads == reads and list(r.status_filters) == status
+
+
+def test_a_json_rule_says_which_keys_it_reads_or_none_when_it_goes_deeper():
+    r = compile_rule({**BASE, "LogFormat": "JSON", "Contribution": {"Keys": ["$.client"], "Filters": [
+        {"Match": "$.status", "GreaterThan": 499}, {"Match": "$.method", "In": ["GET"]}]}}, "r")  # fmt: skip
+    assert r.reads == {"client", "status", "method"} and r.status_filters == (("GreaterThan", 499),)
+    r = compile_rule({**BASE, "LogFormat": "JSON", "Contribution": {"Keys": ["$.path_template"]}}, "r")
+    assert r.reads == {"path_template", "path"}
+    r = compile_rule({**BASE, "LogFormat": "JSON", "Contribution": {"Keys": ["$.a.b"]}}, "r")
+    assert r.reads is None
+    r = compile_rule({**BASE, "LogFormat": "JSON", "Contribution": {"Keys": ["$.a[0]"]}}, "r")
+    assert r.reads is None
