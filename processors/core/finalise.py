@@ -98,16 +98,27 @@ class Finaliser:
                 if flush or wm.closes(w, cfg.allowed_lateness):
                     closed.append((w.start, rule, w))
         done: list[dict] = []
+        retry_later: list[dict] = []
+        blocked: set[str] = set()  # rules with a window whose post is to be retried
         deferred = 0
         for _, rule, w in sorted(closed):
-            if time_left_ms is not None and time_left_ms() < RESERVE_MS:
+            if rule in blocked or (time_left_ms is not None and time_left_ms() < RESERVE_MS):
                 deferred += 1
                 continue
-            done.append(self.finalise_window(rule, w))
+            try:
+                done.append(self.finalise_window(rule, w))
+            except NotificationFailed as exc:
+                # Only a post that may succeed later gets here; its window stays open for the next run. The
+                # rule's later windows wait for it (selection history and cooldowns go in window order); the
+                # other rules' windows go on, so one stuck post never holds up every rule.
+                blocked.add(rule)
+                retry_later.append({"rule": rule, "window": w.key, "error": str(exc)[:300]})
+                log.warning("window left open: its Slack post is to be retried",
+                            extra={"rule": rule, "window": w.key, "error": str(exc)[:300]})
         if deferred:
-            log.warning("windows left for the next run: not enough time left in this invocation",
-                        extra={"deferred": deferred})
-        return {"finalised": done, "watermark_ms": wm.event_ms, "deferred": deferred}
+            log.warning("windows left for the next run: not enough time left in this invocation, or an earlier "
+                        "window of the same rule is to be posted first", extra={"deferred": deferred})
+        return {"finalised": done, "watermark_ms": wm.event_ms, "deferred": deferred, "retry_later": retry_later}
 
     def finalise_window(self, rule: str, w: Window) -> dict:
         cfg, store = self.config, self.store

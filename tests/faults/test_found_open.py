@@ -1,0 +1,64 @@
+"""Found by the fault harness and NOT fixed here (processors/core/redact.py belongs to another part of the
+project): a vendor-prefixed secret key standing alone in a URL path (no `api_key=` name before it) reaches
+the model's digest, the audit record and the Slack message. Strict xfail: it starts failing (and must then
+be turned into a plain test) the day the redaction learns vendor key prefixes (sk_live_/sk_test_, ghp_,
+xox[abp]-, AIza...)."""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.core.redact import DEFAULT_PATTERNS, Redactor
+from processors.core.surfaces import ForPeople
+from tests.pipeline.conftest import make_stack  # noqa: F401 - fixture
+
+KEY = "sk_live_51H8xYzAbCdEfGhIjKlMn"
+
+
+@pytest.mark.xfail(strict=True, reason="vendor-prefixed keys in a URL path are not a built-in redaction kind yet")
+def test_a_vendor_key_in_a_path_is_redacted_for_the_model_and_for_people():
+    line = f'198.18.0.9 - - [04/Mar/2024:09:59:00 +0000] "GET /api/keys/{KEY}?v=1 HTTP/1.1" 500 512 "-" "ua"'
+    assert KEY not in Redactor(b"k" * 32, DEFAULT_PATTERNS).redact(line).text
+    assert KEY not in ForPeople()(f"/api/keys/{KEY}")
+
+
+def test_the_same_key_behind_a_name_is_redacted():
+    """What the README promises (API keys in query strings and headers) holds."""
+    assert KEY not in Redactor(b"k" * 32, DEFAULT_PATTERNS).redact(f"GET /api/keys?api_key={KEY} HTTP/1.1").text
+    assert KEY not in ForPeople()(f"/api/keys?api_key={KEY}")
+
+
+@pytest.mark.xfail(strict=True, reason="processors/commands/run.py lets a failed scheduled invocation end `sieve run`")
+def test_sieve_run_survives_a_failed_scheduled_invocation(make_stack, tmp_path):  # noqa: F811
+    """Found by the harness (a runner 'exited on its own, rc 3' under DynamoDB 503s): when the scheduled
+    finaliser fails (the state table answers 503 after botocore's retries), `sieve run` exits, and with it
+    the event source mapping. On Lambda a failed scheduled invocation is just that; the next schedule runs
+    and the Kinesis mapping is not affected."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from processors.runtime.faults import AwsFaultProxy, FaultRule
+
+    def fast_schedule(doc):
+        doc["functions"]["logs-finaliser"]["schedule_seconds"] = 1
+
+    make_stack(fast_schedule)
+    with AwsFaultProxy(os.environ["AWS_ENDPOINT_URL"], rules=[FaultRule("DynamoDB.Query", "error5xx", 1.0)]) as proxy:
+        proxy.enabled = True
+        env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "SIEVE_STATE_DIR": str(tmp_path / "state")}
+        proc = subprocess.Popen([sys.executable, "-m", "processors.cli", "run"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and proc.poll() is None and not proxy.counts:
+                time.sleep(0.2)
+            assert proxy.counts, "the finaliser never ran"
+            time.sleep(5)
+            assert proc.poll() is None, "sieve run ended when its scheduled finaliser failed"
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
