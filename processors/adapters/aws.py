@@ -27,10 +27,41 @@ def is_emulator() -> bool:
     url = os.environ.get("AWS_ENDPOINT_URL", "")
     return url.startswith("http://127.") or url.startswith("http://localhost") or url.startswith("http://[::1]") or bool(
         os.environ.get("SIEVE_EMULATOR")
-    )
+    ) or target() == "localstack"
 
 
-def session(region_name: str | None = None) -> boto3.Session:
+#: LocalStack's own variables: LOCALSTACK_HOSTNAME/EDGE_PORT inside its Lambda containers, LOCALSTACK_HOST on a client
+LOCALSTACK_VARIABLES = ("LOCALSTACK_HOSTNAME", "LOCALSTACK_HOST", "EDGE_PORT")
+
+
+def target() -> str:
+    """"localstack" when SIEVE_TARGET says so or LocalStack's variables are set (its sessions then come from
+    localstack-client), otherwise SIEVE_TARGET or "aws" (boto3 as configured: AWS, or moto via AWS_ENDPOINT_URL)."""
+    wanted = os.environ.get("SIEVE_TARGET", "").strip().lower()
+    if wanted:
+        return wanted
+    return "localstack" if any(os.environ.get(v) for v in LOCALSTACK_VARIABLES) else "aws"
+
+
+def _localstack_host() -> str | None:
+    host = os.environ.get("LOCALSTACK_HOSTNAME")
+    if host:
+        return f"{host}:{os.environ.get('EDGE_PORT') or 4566}"
+    return os.environ.get("LOCALSTACK_HOST") or None  # None: localstack-client's default, localhost:4566
+
+
+def session(region_name: str | None = None):
+    """A boto3 session; for LocalStack (`target()`), localstack-client's, which points every client at
+    LocalStack's edge endpoint (AWS_ENDPOINT_URL, when set, still wins) with the configured keys or test ones."""
+    if target() == "localstack":
+        from localstack_client.session import Session as LocalStackSession
+
+        creds = boto3.Session().get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+        return LocalStackSession(aws_access_key_id=frozen.access_key if frozen else "test",
+                                 aws_secret_access_key=frozen.secret_key if frozen else "test",
+                                 aws_session_token=(frozen.token if frozen else None),
+                                 region_name=region(region_name), localstack_host=_localstack_host())
     return boto3.Session(region_name=region(region_name))
 
 

@@ -47,6 +47,40 @@ class AwsCredential:
         return cred
 
 
+@dataclass(frozen=True, slots=True)
+class RoleCredential:
+    """What a connector uses on Amazon OpenSearch Service: an IAM role the domain assumes
+    (trusted by opensearchservice.amazonaws.com, allowed bedrock:InvokeModel on the model only), so no
+    static key is ever stored in the connector. Registering it needs iam:PassRole on that role."""
+
+    role_arn: str
+
+    def __post_init__(self) -> None:
+        if not self.role_arn.startswith("arn:") or ":role/" not in self.role_arn:
+            raise ValueError(f"role_arn must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {self.role_arn!r}")
+
+    def as_connector_credential(self) -> dict[str, str]:
+        return {"roleArn": self.role_arn}
+
+
+Credential = AwsCredential | RoleCredential
+
+
+def connector_credential(*, role_arn: str | None = None, local: bool = False) -> Credential:
+    """The connector credential for where the cluster runs: on AWS an IAM role (`role_arn`, or
+    SIEVE_ML_CONNECTOR_ROLE_ARN, which the SAM template sets); static keys only for a local node, which
+    cannot assume a role (any keys do for the local Bedrock-compatible endpoint)."""
+    import os
+
+    role_arn = role_arn or os.environ.get("SIEVE_ML_CONNECTOR_ROLE_ARN") or None
+    if role_arn:
+        return RoleCredential(role_arn)
+    if not local:
+        raise ValueError("an ml-commons connector on AWS needs an IAM role: set SIEVE_ML_CONNECTOR_ROLE_ARN "
+                         "(the template's MlConnectorRoleArn output); static keys are for a local node only")
+    return AwsCredential("local", "local")
+
+
 def bedrock_endpoint(region: str) -> str:
     return f"https://bedrock-runtime.{region}.amazonaws.com"
 
@@ -84,7 +118,7 @@ def configure_cluster(
 # ------------------------------------------------------------------------------------------- connectors
 
 def bedrock_converse_connector_body(
-    *, model: str, region: str, credential: AwsCredential, endpoint: str | None = None, name: str = "Sieve Bedrock Converse"
+    *, model: str, region: str, credential: Credential, endpoint: str | None = None, name: str = "Sieve Bedrock Converse"
 ) -> dict[str, Any]:
     """Bedrock Converse API (any chat model). Parameters at predict time: system_prompt, messages (a JSON
     array), max_tokens, temperature, top_p."""
@@ -121,7 +155,7 @@ def bedrock_converse_connector_body(
 
 
 def bedrock_titan_embedding_connector_body(
-    *, model: str = "amazon.titan-embed-text-v1", region: str, credential: AwsCredential, endpoint: str | None = None,
+    *, model: str = "amazon.titan-embed-text-v1", region: str, credential: Credential, endpoint: str | None = None,
     name: str = "Sieve Bedrock Titan embedding", dimensions: int | None = None,
 ) -> dict[str, Any]:
     """Titan v1 takes only inputText; v2 (amazon.titan-embed-text-v2:0) also takes dimensions

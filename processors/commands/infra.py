@@ -1,6 +1,6 @@
 """`sieve infra sam [--config F] [--out infra/template.yaml] [--check]`: the AWS SAM template from pipelines.yaml.
 
-Next to the template it writes `layer/requirements.txt` (the dependencies layer, from pyproject.toml).
+Next to the template it writes `layer/<layer>/requirements.txt` (the dependency layers, from pyproject.toml).
 `--check` writes nothing and exits 1 when either file differs from what would be generated."""
 
 from __future__ import annotations
@@ -47,19 +47,19 @@ def run(args) -> int:
     out: Path = args.out.resolve()
     code_uri = _relative(ROOT, out.parent)
     text, notes = render_template(raw, config_path=config_path, code_uri=code_uri, layer_uri="layer/")
-    req_path = out.parent / "layer" / "requirements.txt"
-    req = layer_requirements(ROOT / "pyproject.toml")
+    files = {out: text}
+    for layer, req in layer_requirements(ROOT / "pyproject.toml").items():
+        files[out.parent / "layer" / layer / "requirements.txt"] = req
     if args.check:
-        stale = [str(p) for p, want in ((out, text), (req_path, req)) if not p.exists() or p.read_text() != want]
+        stale = [str(p) for p, want in files.items() if not p.exists() or p.read_text() != want]
         if stale:
             raise SieveError(f"{', '.join(stale)} out of date; run `sieve infra sam`")
         print(f"{out}: up to date")
         return 0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    req_path.parent.mkdir(parents=True, exist_ok=True)
-    req_path.write_text(req)
+    for path, want in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(want)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
-    print(f"wrote {out} and {req_path}")
+    print("wrote " + ", ".join(str(p) for p in files))
     return 0

@@ -13,6 +13,15 @@ source mappings and least-privilege policies:
   functions             AWS::Serverless::Function, its Kinesis / DynamoDB events carrying exactly the
                         event-source-mapping settings of pipelines.yaml, `schedule_seconds` as a
                         Schedule event (EventBridge's minimum rate is one minute: rounded up)
+  the pipelines         a function for each entry point in processors/handlers/ the config has a use for
+                        and does not list under `functions` itself (IMPLIED): the Slack ask app behind a
+                        function URL, the FAQ crawler on a daily schedule, the Slack interactivity endpoint
+                        (notifier kind `bot`), the llama.cpp analyser as a container image (ImageUri
+                        parameter); an OpenSearch Service domain (k-NN) for the FAQ indexes, or an existing
+                        one named by parameters
+  layers                one per pyproject.toml group a function needs (LAYERS): the dependencies, plus
+                        opensearch-py where a function reaches the indexes and the embedder's where it
+                        embeds locally; `sieve package` builds exactly these for Lambda's platform
 
 The functions read the same pipelines.yaml at run time (SIEVE_CONFIG, packaged with the code), so the
 handlers address every resource by the name the config gives it: the template sets those physical
@@ -35,7 +44,7 @@ from typing import Any
 import yaml
 
 from processors import wiring
-from processors.config.models import BedrockAnalyser, Config, EventSource, FunctionSpec
+from processors.config.models import BedrockAnalyser, Config, EventSource, FunctionSpec, LocalEmbedder, OpenSearchAnalyser
 from processors.wiring import Needs
 from processors.errors import SieveError
 
@@ -44,6 +53,63 @@ ARCHITECTURE = "x86_64"
 TASK_ROOT = "/var/task"
 METRICS_NAMESPACE = "Sieve"
 LAYER_ID = "SieveDependenciesLayer"
+
+#: the dependency layers: name -> (logical id, pyproject.toml group: None = [project].dependencies, else the extra)
+LAYERS: dict[str, tuple[str, str | None]] = {
+    "base": (LAYER_ID, None),
+    "opensearch": ("SieveOpenSearchLayer", "opensearch"),
+    "models": ("SieveModelsLayer", "models"),
+}
+LLAMA_HANDLER = "processors.handlers.llama_lambda.handler"
+LLAMA_FUNCTION = "sieve-llama"
+DOMAIN_ID = "FaqSearchDomain"
+ES_ACTIONS = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost", "es:ESHttpPut", "es:ESHttpDelete"]
+
+
+class Implied:
+    """A function the pipelines need that `functions` does not declare: its spec and how it is reached."""
+
+    def __init__(self, name: str, spec: FunctionSpec, *, url: bool = False, schedule_enabled: bool = True,
+                 image: bool = False, function_name: str | None = None, why: str = ""):
+        self.name, self.spec, self.url, self.schedule_enabled = name, spec, url, schedule_enabled
+        self.image, self.function_name, self.why = image, function_name, why
+
+
+def implied_functions(cfg: Config) -> list[Implied]:
+    """The entry points of processors/handlers/ that pipelines.yaml needs but does not list in `functions`
+    (a function listed there with the same handler wins, with its own settings)."""
+    declared = {f.handler for f in cfg.functions.values()}
+    out: list[Implied] = []
+    faq, logs = cfg.pipelines.faq, cfg.pipelines.logs
+    if faq is not None:
+        out.append(Implied("faq-ask", FunctionSpec(handler="processors.handlers.ask.handler", timeout_seconds=30,
+                                                   memory_mb=1024), url=True,
+                           why="the Slack slash command (verified, answered from the role's index)"))
+        out.append(Implied("faq-crawler", FunctionSpec(handler="processors.handlers.faq_crawler.handler",
+                                                       timeout_seconds=900, schedule_seconds=86400),
+                           schedule_enabled=bool(faq.sources),
+                           why="crawls pipelines.faq.sources into the FAQ table once a day"))
+    if logs is not None and logs.slack.kind == "bot":
+        out.append(Implied("slack-actions", FunctionSpec(handler="processors.handlers.slack_actions.handler",
+                                                         timeout_seconds=10, memory_mb=256), url=True,
+                           why="Slack interactivity: Acknowledge / Mute on incident threads"))
+    analyser = logs.ai.analyser if logs is not None else None
+    name = analyser.function_name if analyser is not None and analyser.kind == "llama_lambda" else LLAMA_FUNCTION
+    out.append(Implied("llama-analyser", FunctionSpec(handler=LLAMA_HANDLER, timeout_seconds=120, memory_mb=3008),
+                       image=True, function_name=None if name.startswith("arn:") else name,
+                       why="the llama.cpp analyser (container image; created when LlamaImageUri is given)"))
+    return [f for f in out if f.spec.handler not in declared]
+
+
+def function_layers(cfg: Config, needs: Needs) -> list[str]:
+    """The layers (keys of LAYERS) a function's handler needs: the dependencies, opensearch-py when it
+    reaches the indexes (or asks an ml-commons model), the local embedder's packages when it embeds."""
+    out = ["base"]
+    if needs.opensearch or any(isinstance(k, OpenSearchAnalyser) for k in needs.kinds):
+        out.append("opensearch")
+    if any(isinstance(k, LocalEmbedder) for k in needs.kinds):
+        out.append("models")
+    return out
 
 HEADER = """\
 # Generated by `sieve infra sam` from {config}. Do not edit: regenerate.
@@ -141,7 +207,10 @@ class _Renderer:
         self.cfg = cfg
         self.config_path = config_path
         self.code_uri = code_uri
-        self.layer_uri = layer_uri
+        self.layer_uri = layer_uri.rstrip("/") + "/"
+        self.parameters: dict[str, Any] = {}
+        self.conditions: dict[str, Any] = {}
+        self.layers_used: set[str] = set()
         self.ids = LogicalIds()
         self.streams: dict[str, str] = {}
         self.tables: dict[str, str] = {}
@@ -289,56 +358,145 @@ class _Renderer:
 
     # functions ---------------------------------------------------------------------------------
 
-    def layer_(self) -> None:
-        if not self.cfg.functions:
+    def layers_(self) -> None:
+        for name, (lid, group) in LAYERS.items():
+            if name not in self.layers_used:
+                continue
+            what = "[project].dependencies" if group is None else f"[project.optional-dependencies].{group}"
+            self.resources[lid] = {
+                "Type": "AWS::Serverless::LayerVersion",
+                "Metadata": {"BuildMethod": RUNTIME, "BuildArchitecture": ARCHITECTURE},
+                "Properties": {
+                    "Description": f"Sieve's Python dependencies: {name} (pyproject.toml {what})",
+                    "ContentUri": f"{self.layer_uri}{name}/",
+                    "CompatibleRuntimes": [RUNTIME],
+                    "CompatibleArchitectures": [ARCHITECTURE],
+                    "RetentionPolicy": "Delete",
+                },
+            }
+
+    def opensearch_(self) -> None:
+        """The FAQ indexes' domain (OpenSearch Service, k-NN built in), or an existing one (parameters)."""
+        if self.cfg.pipelines.faq is None:
             return
-        self.resources[LAYER_ID] = {
-            "Type": "AWS::Serverless::LayerVersion",
-            "Metadata": {"BuildMethod": RUNTIME, "BuildArchitecture": ARCHITECTURE},
+        self.parameters["OpenSearchDomainName"] = {
+            "Type": "String", "Default": "sieve-faq", "AllowedPattern": "^[a-z][a-z0-9-]{2,27}$",
+            "Description": "OpenSearch Service domain of the FAQ indexes: created by this stack unless "
+                           "OpenSearchEndpoint names an existing one (then this is that domain's name)"}
+        self.parameters["OpenSearchEndpoint"] = {
+            "Type": "String", "Default": "", "AllowedPattern": "^(https://[A-Za-z0-9.-]+)?$",
+            "Description": "https:// endpoint of an existing domain (OpenSearch 2.x, k-NN); empty: create one"}
+        self.parameters["OpenSearchInstanceType"] = {
+            "Type": "String", "Default": "t3.small.search",
+            "Description": "instance type of the created domain (one data node)"}
+        self.conditions["CreateOpenSearchDomain"] = {"Fn::Equals": [ref("OpenSearchEndpoint"), ""]}
+        self.resources[DOMAIN_ID] = {
+            "Type": "AWS::OpenSearchService::Domain",
+            "Condition": "CreateOpenSearchDomain",
+            # the indexes are rebuilt from the FAQ table's stream only by replaying it: kept like the tables
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
             "Properties": {
-                "Description": "Sieve's Python dependencies (pyproject.toml [project].dependencies)",
-                "ContentUri": self.layer_uri,
-                "CompatibleRuntimes": [RUNTIME],
-                "CompatibleArchitectures": [ARCHITECTURE],
-                "RetentionPolicy": "Delete",
+                "DomainName": ref("OpenSearchDomainName"),
+                "EngineVersion": "OpenSearch_2.19",
+                "ClusterConfig": {"InstanceType": ref("OpenSearchInstanceType"), "InstanceCount": 1},
+                "EBSOptions": {"EBSEnabled": True, "VolumeType": "gp3", "VolumeSize": 10},
+                "EncryptionAtRestOptions": {"Enabled": True},
+                "NodeToNodeEncryptionOptions": {"Enabled": True},
+                "DomainEndpointOptions": {"EnforceHTTPS": True, "TLSSecurityPolicy": "Policy-Min-TLS-1-2-2019-07"},
+                # the account may be granted access; each function's own policy then names the actions it needs
+                "AccessPolicies": {
+                    "Version": "2012-10-17",
+                    "Statement": [{
+                        "Effect": "Allow",
+                        "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")},
+                        "Action": "es:ESHttp*",
+                        "Resource": self._domain_arn(),
+                    }],
+                },
             },
         }
+        self.outputs["OpenSearchEndpoint"] = {
+            "Description": "the FAQ indexes' OpenSearch endpoint (SIEVE_OPENSEARCH_URL of the functions)",
+            "Value": self._opensearch_url()}
+
+    def _domain_arn(self) -> dict:
+        return sub("arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${OpenSearchDomainName}/*")
+
+    def _opensearch_url(self) -> dict:
+        return {"Fn::If": ["CreateOpenSearchDomain", sub("https://${%s.DomainEndpoint}" % DOMAIN_ID),
+                           ref("OpenSearchEndpoint")]}
 
     def functions_(self) -> None:
         for name, fn in self.cfg.functions.items():
-            where = f"functions.{name}"
-            lid = self.ids.make(name, "Function", where)
-            env = {
-                "SIEVE_CONFIG": f"{TASK_ROOT}/{self.config_path}",
-                "POWERTOOLS_SERVICE_NAME": name,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            }
-            needs = function_needs(self.cfg, fn)
-            for analyser in (k for k in needs.kinds if isinstance(k, BedrockAnalyser)):
-                env.update(self._bedrock_endpoint_env(analyser))
-                if analyser.model_id.startswith("local."):
-                    self.notes.append(
-                        f"{where}: pipelines.logs.ai.analyser.model_id {analyser.model_id!r} is the local model, "
-                        "not a Bedrock model; set a Bedrock model id (and schema_mode: prompt unless the model supports "
-                        "structured output) and regenerate before deploying")
-            env.update(dict(sorted(fn.environment.items())))
-            props: dict[str, Any] = {
-                "Description": f"Sieve {name} ({fn.handler}), generated from pipelines.yaml",
-                "CodeUri": self.code_uri,
-                "Handler": fn.handler,
-                "Runtime": RUNTIME,
-                "Architectures": [ARCHITECTURE],
-                "Timeout": fn.timeout_seconds,
-                "MemorySize": fn.memory_mb,
-                "Layers": [ref(LAYER_ID)],
-                "Environment": {"Variables": env},
-                "Policies": self._policies(needs),
-            }
-            events = self._events(name, fn)
-            if events:
-                props["Events"] = events
-            self.resources[lid] = {"Type": "AWS::Serverless::Function", "Properties": props}
-            self.outputs[lid + "Name"] = {"Description": f"Lambda function for {name}", "Value": ref(lid)}
+            self._function(name, fn, None)
+        for imp in implied_functions(self.cfg):
+            self._function(imp.name, imp.spec, imp)
+
+    def _function(self, name: str, fn: FunctionSpec, imp: Implied | None) -> None:
+        where = f"functions.{name}" if imp is None else f"pipelines ({name}: {imp.why})"
+        lid = self.ids.make(name, "Function", where)
+        env: dict[str, Any] = {
+            "SIEVE_CONFIG": f"{TASK_ROOT}/{self.config_path}",
+            "POWERTOOLS_SERVICE_NAME": name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        needs = function_needs(self.cfg, fn)
+        for analyser in (k for k in needs.kinds if isinstance(k, BedrockAnalyser)):
+            env.update(self._bedrock_endpoint_env(analyser))
+            if analyser.model_id.startswith("local."):
+                self.notes.append(
+                    f"{where}: the analyser's model_id {analyser.model_id!r} is the local model, "
+                    "not a Bedrock model; set a Bedrock model id (and schema_mode: prompt unless the model supports "
+                    "structured output) and regenerate before deploying")
+        if needs.opensearch and DOMAIN_ID in self.resources:
+            env["SIEVE_OPENSEARCH_URL"] = self._opensearch_url()
+        env.update(dict(sorted(fn.environment.items())))
+        props: dict[str, Any] = {"Description": f"Sieve {name} ({fn.handler}), generated from pipelines.yaml"}
+        if imp is not None and imp.function_name:
+            props["FunctionName"] = imp.function_name
+        elif needs.invoke_self:
+            # named, so that its own policy can name it (a GetAtt of itself would be circular)
+            props["FunctionName"] = sub("${AWS::StackName}-" + name)
+        if imp is not None and imp.image:
+            # the llama.cpp image (infra/llama-lambda/Dockerfile, `sieve package`): no layers, its own CMD
+            self.parameters["LlamaImageUri"] = {
+                "Type": "String", "Default": "",
+                "Description": "ECR image URI of the llama.cpp analyser (infra/llama-lambda); empty: no such function"}
+            self.conditions["HasLlamaImage"] = {"Fn::Not": [{"Fn::Equals": [ref("LlamaImageUri"), ""]}]}
+            env = {k: v for k, v in env.items() if k != "SIEVE_CONFIG"}
+            props.update({"PackageType": "Image", "ImageUri": ref("LlamaImageUri"),
+                          "ImageConfig": {"Command": [fn.handler]}})
+        else:
+            layers = function_layers(self.cfg, needs)
+            self.layers_used.update(layers)
+            props.update({"CodeUri": self.code_uri, "Handler": fn.handler, "Runtime": RUNTIME})
+        props.update({
+            "Architectures": [ARCHITECTURE],
+            "Timeout": fn.timeout_seconds,
+            "MemorySize": fn.memory_mb,
+        })
+        if not (imp is not None and imp.image):
+            props["Layers"] = [ref(LAYERS[layer][0]) for layer in layers]
+        props["Environment"] = {"Variables": env}
+        props["Policies"] = self._policies(needs, props.get("FunctionName"))
+        if imp is not None and imp.url:
+            # Slack signs every request (verified by the handler); the URL itself is public
+            props["FunctionUrlConfig"] = {"AuthType": "NONE"}
+        events = self._events(name, fn, imp)
+        if events:
+            props["Events"] = events
+        resource: dict[str, Any] = {"Type": "AWS::Serverless::Function"}
+        if imp is not None and imp.image:
+            resource["Condition"] = "HasLlamaImage"
+        resource["Properties"] = props
+        self.resources[lid] = resource
+        self.outputs[lid + "Name"] = {"Description": f"Lambda function for {name}", "Value": ref(lid)}
+        if imp is not None and imp.image:
+            self.outputs[lid + "Name"]["Condition"] = "HasLlamaImage"
+        if imp is not None and imp.url:
+            self.outputs[lid + "Url"] = {"Description": f"HTTPS endpoint of {name} (Slack request URL)",
+                                         "Value": getatt(lid + "Url", "FunctionUrl")}
 
     def _bedrock_endpoint_env(self, spec: BedrockAnalyser) -> dict[str, str]:
         url = spec.endpoint_url
@@ -352,7 +510,7 @@ class _Renderer:
                           "endpoint instead of Bedrock")
         return {}
 
-    def _events(self, fname: str, fn: FunctionSpec) -> dict[str, Any]:
+    def _events(self, fname: str, fn: FunctionSpec, imp: Implied | None = None) -> dict[str, Any]:
         events: dict[str, Any] = {}
         for i, ev in enumerate(fn.events):
             if ev.kinesis:
@@ -366,16 +524,19 @@ class _Renderer:
             events[eid] = {"Type": kind, "Properties": {"Stream": source, **esm_properties(ev, self.queues)}}
         if fn.schedule_seconds is not None:
             rate, note = schedule_rate(fn.schedule_seconds)
-            props: dict[str, Any] = {"Schedule": rate, "Enabled": True}
-            if note:
+            props: dict[str, Any] = {"Schedule": rate, "Enabled": imp.schedule_enabled if imp else True}
+            if imp is not None:
+                props["Description"] = imp.why + ("" if imp.schedule_enabled else
+                                                  " (disabled: pipelines.faq.sources is empty)")
+            elif note:
                 props["Description"] = note
                 self.notes.append(f"functions.{fname}.schedule_seconds: {note}")
-            else:
+            elif imp is None:
                 props["Description"] = f"every {fn.schedule_seconds} s, as pipelines.yaml says"
             events["Schedule"] = {"Type": "Schedule", "Properties": props}
         return events
 
-    def _policies(self, needs: Needs) -> list[Any]:
+    def _policies(self, needs: Needs, function_name: Any = None) -> list[Any]:
         policies: list[Any] = []
         for t in needs.tables:
             policies.append({"DynamoDBCrudPolicy": {"TableName": ref(self.tables[t])}})
@@ -389,6 +550,15 @@ class _Renderer:
             statements.append({"Sid": "QueueUrls", "Effect": "Allow", "Action": "sqs:GetQueueUrl",
                                "Resource": [getatt(self.queues[q], "Arn") for q in needs.queues]})
         statements += needs.statements()  # what each configured kind needs (its own iam())
+        if needs.opensearch and DOMAIN_ID in self.resources:
+            # searches are POSTs (and GETs); only the indexer writes and deletes documents
+            actions = ES_ACTIONS if needs.opensearch == "write" else ES_ACTIONS[:3]
+            statements.append({"Sid": "FaqIndexes", "Effect": "Allow", "Action": list(actions),
+                               "Resource": self._domain_arn()})
+        if needs.invoke_self and isinstance(function_name, dict) and "Fn::Sub" in function_name:
+            arn = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:" + function_name["Fn::Sub"]
+            statements.append({"Sid": "InvokeItself", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+                               "Resource": [sub(arn), sub(arn + ":*")]})
         if statements:
             policies.append({"Version": "2012-10-17", "Statement": statements})
         return policies
@@ -401,16 +571,22 @@ class _Renderer:
         self.queues_()
         self.secrets_()
         self.log_groups_()
-        self.layer_()
+        self.opensearch_()
         self.functions_()
-        return {
+        self.layers_()
+        doc: dict[str, Any] = {
             "AWSTemplateFormatVersion": "2010-09-09",
             "Transform": "AWS::Serverless-2016-10-31",
             "Description": "Sieve: stream processing with AI behind an auditable boundary "
                            "(generated from pipelines.yaml by `sieve infra sam`)",
-            "Resources": self.resources,
-            "Outputs": self.outputs,
         }
+        if self.parameters:
+            doc["Parameters"] = self.parameters
+        if self.conditions:
+            doc["Conditions"] = self.conditions
+        doc["Resources"] = self.resources
+        doc["Outputs"] = self.outputs
+        return doc
 
 
 def esm_properties(ev: EventSource, queues: dict[str, str]) -> dict[str, Any]:
@@ -463,8 +639,13 @@ def render_template(cfg: Config, *, config_path: str = "pipelines.yaml", code_ur
     return header + body, r.notes
 
 
-def layer_requirements(pyproject: Path) -> str:
-    """infra/layer/requirements.txt: the runtime dependencies of pyproject.toml, for the dependencies layer."""
-    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    return ("# Generated by `sieve infra sam` from pyproject.toml [project].dependencies. Do not edit: regenerate.\n"
-            + "".join(f"{d}\n" for d in deps))
+def layer_requirements(pyproject: Path) -> dict[str, str]:
+    """infra/layer/<layer>/requirements.txt for each layer in LAYERS: the pyproject.toml group it installs."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    out = {}
+    for name, (_lid, group) in LAYERS.items():
+        deps = project["dependencies"] if group is None else project["optional-dependencies"][group]
+        what = "[project].dependencies" if group is None else f"[project.optional-dependencies].{group}"
+        out[name] = (f"# Generated by `sieve infra sam` from pyproject.toml {what}. Do not edit: regenerate.\n"
+                     + "".join(f"{d}\n" for d in deps))
+    return out

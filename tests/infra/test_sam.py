@@ -69,6 +69,8 @@ def resolve(tpl: dict, node) -> tuple[str, str] | None:
         lid = node["Fn::GetAtt"][0]
     else:
         return None
+    if lid not in tpl["Resources"]:
+        return None  # a parameter, or a resource SAM generates (a function's Url)
     res = tpl["Resources"][lid]
     return res["Type"], res["Properties"].get(PHYSICAL_NAME.get(res["Type"], ""), lid)
 
@@ -112,7 +114,8 @@ def test_committed_template_is_up_to_date():
 def test_check_detects_drift(tmp_path):
     out = tmp_path / "template.yaml"
     assert cli("--out", str(out)).returncode == 0
-    assert (tmp_path / "layer" / "requirements.txt").read_text().count("pydantic") == 1
+    assert (tmp_path / "layer" / "base" / "requirements.txt").read_text().count("pydantic") == 1
+    assert "opensearch-py" in (tmp_path / "layer" / "opensearch" / "requirements.txt").read_text()
     assert cli("--out", str(out), "--check").returncode == 0
     out.write_text(out.read_text().replace("BatchSize: 500", "BatchSize: 100"))
     proc = cli("--out", str(out), "--check")
@@ -175,14 +178,14 @@ def test_template_shape(template):
     assert referenced(template, role["Policies"]) == {("AWS::Kinesis::Stream", "sieve-access-logs")}
     outputs = template["Outputs"]
     assert resolve(template, outputs["SieveAccessLogsStreamArn"]["Value"]) == ("AWS::Kinesis::Stream", "sieve-access-logs")
-    assert {resolve(template, o["Value"])[1] for o in outputs.values()} >= {
+    assert {resolve(template, o["Value"])[1] for o in outputs.values() if resolve(template, o["Value"])} >= {
         "sieve-state", "sieve-audit", "sieve-idempotency", "sieve-faq", "sieve-logs-failures", "sieve-logs-rejects"}
 
 
 def test_functions_run_the_packaged_config(template, cfg):
     for name, fn in cfg.functions.items():
         props = function(template, name, fn.handler)
-        assert props["Runtime"] == "python3.12" and props["Architectures"] == ["x86_64"]
+        assert props["Runtime"] == "python3.12" and props["Architectures"] == ["x86_64"]  # python3.12 is on this machine (pyenv): the RIE tests run it
         assert props["Timeout"] == fn.timeout_seconds and props["MemorySize"] == fn.memory_mb
         assert props["CodeUri"] == ".."
         env = props["Environment"]["Variables"]
@@ -387,3 +390,114 @@ def test_dynamodb_event_source_and_fifo_queue_variant_is_valid(tmp_path):
     out = tmp_path / "template.yaml"
     out.write_text(text)
     cfn_lint(out)
+
+
+# --------------------------------------------------------------------------- every entry point, the domain, the image
+
+
+def test_every_handler_module_has_a_function(template):
+    handlers = sorted(p.stem for p in (ROOT / "processors" / "handlers").glob("*.py") if p.stem != "__init__")
+    in_template = {r["Properties"].get("Handler") or r["Properties"].get("ImageConfig", {}).get("Command", [None])[0]
+                   for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"}
+    modules = {h.rsplit(".", 1)[0].rsplit(".", 1)[-1] for h in in_template if h}
+    # slack_actions answers the buttons of notifier kind `bot`; the shipped config posts by webhook
+    assert set(handlers) - modules == {"slack_actions"}, sorted(set(handlers) - modules)
+    bot = variant(**{"pipelines.logs.slack": {"kind": "bot", "token_secret": "sieve/slack", "channel": "C0OPS"}})
+    tpl = yaml.safe_load(render_template(bot)[0])
+    actions = function(tpl, "slack-actions", "processors.handlers.slack_actions.handler")
+    assert actions["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    assert grants(tpl, actions) == {("AWS::DynamoDB::Table", "sieve-state"), ("AWS::SecretsManager::Secret", "sieve/slack")}
+
+
+def test_ask_is_behind_a_function_url_and_may_invoke_only_itself(template):
+    ask = function(template, "faq-ask", "processors.handlers.ask.handler")
+    assert ask["FunctionUrlConfig"] == {"AuthType": "NONE"}
+    assert ask["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-faq-ask"}
+    stmts = [s for p in ask["Policies"] if "Statement" in p for s in p["Statement"]]
+    [invoke] = [s for s in stmts if s["Action"] == "lambda:InvokeFunction"]
+    assert [r["Fn::Sub"].rsplit(":function:", 1)[1] for r in invoke["Resource"]] == [
+        "${AWS::StackName}-faq-ask", "${AWS::StackName}-faq-ask:*"]
+    assert "FaqAskFunctionUrl" in template["Outputs"]
+
+
+def test_opensearch_domain_or_an_existing_one_and_es_permissions_on_it_only(template):
+    params, conds = template["Parameters"], template["Conditions"]
+    assert params["OpenSearchEndpoint"]["Default"] == "" and conds["CreateOpenSearchDomain"] == {
+        "Fn::Equals": [{"Ref": "OpenSearchEndpoint"}, ""]}
+    [(lid, domain)] = [(k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::OpenSearchService::Domain"]
+    assert domain["Condition"] == "CreateOpenSearchDomain"
+    props = domain["Properties"]
+    assert props["EngineVersion"].startswith("OpenSearch_2.")  # k-NN is part of every OpenSearch 2.x domain
+    assert props["DomainEndpointOptions"]["EnforceHTTPS"] and props["EncryptionAtRestOptions"]["Enabled"]
+    arn = "arn:${AWS::Partition}:es:${AWS::Region}:${AWS::AccountId}:domain/${OpenSearchDomainName}/*"
+    for name, handler, writes in (("faq-processor", "processors.handlers.faq.handler", True),
+                                  ("faq-ask", "processors.handlers.ask.handler", False)):
+        fn = function(template, name, handler)
+        assert fn["Environment"]["Variables"]["SIEVE_OPENSEARCH_URL"]["Fn::If"][0] == "CreateOpenSearchDomain"
+        [es] = [s for p in fn["Policies"] if "Statement" in p for s in p["Statement"] if s.get("Sid") == "FaqIndexes"]
+        assert es["Resource"] == {"Fn::Sub": arn}
+        assert ("es:ESHttpDelete" in es["Action"]) is writes and "es:ESHttpPost" in es["Action"]
+        assert "SieveOpenSearchLayer" in [layer["Ref"] for layer in fn["Layers"]]
+    for name, handler in (("logs-processor", "processors.handlers.logs.handler"),
+                          ("logs-finaliser", "processors.handlers.finaliser.handler")):
+        fn = function(template, name, handler)
+        assert "es:" not in yaml.safe_dump(fn["Policies"]) and "SIEVE_OPENSEARCH_URL" not in fn["Environment"]["Variables"]
+        assert [layer["Ref"] for layer in fn["Layers"]] == ["SieveDependenciesLayer"]
+
+
+def test_llama_analyser_is_an_image_function_created_only_with_an_image(template):
+    [(lid, res)] = [(k, r) for k, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+                    and r["Properties"].get("PackageType") == "Image"]
+    assert res["Condition"] == "HasLlamaImage" and template["Parameters"]["LlamaImageUri"]["Default"] == ""
+    props = res["Properties"]
+    assert props["ImageUri"] == {"Ref": "LlamaImageUri"} and props["ImageConfig"]["Command"] == [
+        "processors.handlers.llama_lambda.handler"]
+    assert "Layers" not in props and "CodeUri" not in props and "Runtime" not in props
+    assert props["FunctionName"] == "sieve-llama"
+    # the finaliser with kind llama_lambda may invoke exactly the function this template creates
+    tpl = yaml.safe_load(render_template(variant(**{"pipelines.logs.ai.analyser": {
+        "kind": "llama_lambda", "function_name": "sieve-llama"}}))[0])
+    fin = function(tpl, "logs-finaliser", "processors.handlers.finaliser.handler")
+    assert ("lambda:InvokeFunction", "sieve-llama") in grants(tpl, fin)
+
+
+def test_connectors_use_an_iam_role_not_static_keys(monkeypatch):
+    from processors.adapters.mlcommons import (AwsCredential, RoleCredential, bedrock_converse_connector_body,
+                                               connector_credential)
+
+    role = "arn:aws:iam::123456789012:role/sieve-ml-connector"
+    body = bedrock_converse_connector_body(model="anthropic.claude-3-haiku-20240307-v1:0", region="us-east-1",
+                                           credential=RoleCredential(role))
+    assert body["credential"] == {"roleArn": role}
+    monkeypatch.delenv("SIEVE_ML_CONNECTOR_ROLE_ARN", raising=False)
+    with pytest.raises(ValueError, match="IAM role"):
+        connector_credential()  # on AWS, no role: refused rather than falling back to keys
+    assert isinstance(connector_credential(local=True), AwsCredential)
+    monkeypatch.setenv("SIEVE_ML_CONNECTOR_ROLE_ARN", role)
+    assert connector_credential() == RoleCredential(role)
+    with pytest.raises(ValueError):
+        RoleCredential("AKIAFAKE")
+
+
+def test_opensearch_client_signs_with_sigv4_for_a_domain_and_not_for_the_local_node(monkeypatch):
+    import requests
+    from opensearchpy import AWSV4SignerAuth
+
+    from processors import wiring
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    loaded = load(CONFIG)
+    monkeypatch.delenv("SIEVE_OPENSEARCH_URL", raising=False)
+    local = wiring.opensearch_client(loaded).transport.get_connection()
+    assert local.host == "http://127.0.0.1:9200"
+    assert not isinstance(getattr(getattr(local, "session", None), "auth", None), AWSV4SignerAuth)
+    monkeypatch.setenv("SIEVE_OPENSEARCH_URL", "https://search-sieve-faq-abc.eu-west-1.es.amazonaws.com")
+    conn = wiring.opensearch_client(loaded).transport.get_connection()
+    assert conn.host == "https://search-sieve-faq-abc.eu-west-1.es.amazonaws.com:443"
+    assert isinstance(conn.session.auth, AWSV4SignerAuth)
+    req = requests.Request("POST", conn.host + "/faq-public/_search", data=b"{}").prepare()
+    signed = conn.session.auth(req)
+    assert signed.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/es/aws4_request" in signed.headers["Authorization"]
