@@ -30,16 +30,19 @@ import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from processors.adapters import aws
 from processors.core.batching import bounded_batches
-from processors.core.incidents import Ack, Mute, Thread
 from processors.core.records import report_from_dict
 from processors.core.types import LastSelected, Partial, ShardProgress, StoredReport, TopNReport
 from processors.ports import TransientFailure
+
+if TYPE_CHECKING:  # the incident values are built only by the finaliser's and Slack's methods (cold start:
+    from processors.core.incidents import Ack, Mute, Thread  # the logs processor never loads the Slack model)
 
 SEQ_WIDTH = 64
 
@@ -266,6 +269,8 @@ class StateStore:
         item = self.table.get_item(Key={"pk": f"thread#{rule}", "sk": incident}, ConsistentRead=True).get("Item")
         if item is None:
             return None
+        from processors.core.incidents import Thread
+
         return Thread(item["channel"], item["ts"], int(item["first_window"]), int(item["last_window"]),
                       int(item["last_window_end"]), int(item["windows"]), float(item["last_value"]),
                       json.loads(item.get("parent") or "{}"))
@@ -281,6 +286,8 @@ class StateStore:
 
     @_transient
     def ack(self, rule: str, incident: str) -> Ack | None:
+        from processors.core.incidents import Ack
+
         item = self.table.get_item(Key={"pk": f"ack#{rule}", "sk": incident}, ConsistentRead=True).get("Item")
         return None if item is None else Ack(item["by"], int(item["at"]), item.get("thread_ts", ""), item.get("by_name", ""))
 
@@ -292,6 +299,8 @@ class StateStore:
     @_transient
     def mutes(self, rule: str) -> dict[str, Mute]:
         """Every mute of the rule's incidents by incident id (expired ones too: `core.incidents.muted` decides)."""
+        from processors.core.incidents import Mute
+
         return {i["sk"]: Mute(i["by"], int(i["at"]), int(i["until"]), i.get("by_name", ""))
                 for i in self._query(Key("pk").eq(f"mute#{rule}"))}
 

@@ -217,10 +217,15 @@ def load_text(text: str, source: str = DEFAULT_FILE, base_dir: Path | None = Non
         mark = getattr(exc, "problem_mark", None)
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ConfigError(source, [f"{at}not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    except RecursionError:
+        raise ConfigError(source, [f"(top level): nested more than {MAX_DEPTH} levels deep"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, [f"(top level): must be a mapping, got {type(raw).__name__}"])
+    size_problem = _size_problem(raw)
+    if size_problem:
+        raise ConfigError(source, [size_problem])
     raw = _expand_env(raw)
     try:
         cfg = Config.model_validate(raw)
@@ -232,6 +237,31 @@ def load_text(text: str, source: str = DEFAULT_FILE, base_dir: Path | None = Non
     if problems:
         raise ConfigError(source, problems)
     return LoadedConfig(path=Path(source).resolve(), config=cfg, rules=rules)
+
+
+#: Bounds on the document once YAML aliases are expanded (a self-referring alias expands forever, nested
+#: aliases exponentially: "billion laughs"); a real pipelines.yaml is a few hundred values.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+def _size_problem(root: Any) -> str | None:
+    """Why the document is too large or too deep to validate (counted as expanded), or None."""
+    todo, values = [(root, 0)], 0
+    while todo:
+        node, depth = todo.pop()
+        values += 1
+        if values > MAX_VALUES:
+            return (f"(top level): more than {MAX_VALUES} values once YAML aliases are expanded "
+                    "(an alias that refers to itself, or aliases nested in aliases)")
+        if depth > MAX_DEPTH:
+            return f"(top level): nested more than {MAX_DEPTH} levels deep"
+        if isinstance(node, dict):
+            todo.extend((v, depth + 1) for v in node.values())
+            todo.extend((k, depth + 1) for k in node if isinstance(k, (tuple, frozenset)))
+        elif isinstance(node, (list, tuple)):
+            todo.extend((v, depth + 1) for v in node)
+    return None
 
 
 def _expand_env(node: Any) -> Any:

@@ -7,20 +7,29 @@ nothing is lost: what failed is retried by Lambda, what is invalid is counted wi
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from processors import wiring
-from processors.core.faq_index import FaqIndexer
+
+if TYPE_CHECKING:  # built on the first invocation (wiring), so importing this module stays cheap
+    from processors.core.faq_index import FaqIndexer
 
 logger = Logger(service="sieve-faq", logger_handler=None)
 metrics = Metrics(namespace="Sieve", service="faq-processor")
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@functools.cache
+def batch_utility():
+    """Powertools' batch utility (it loads asyncio): on the first invocation, not at import."""
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+    return BatchProcessor(event_type=EventType.DynamoDBStreams), process_partial_response
 
 COMPONENT = wiring.FAQ
 _indexer: wiring.PerContainer[FaqIndexer] = wiring.PerContainer(COMPONENT)
@@ -36,6 +45,7 @@ def handler(event: dict, context: Any) -> dict:
     def record_handler(record) -> None:  # Powertools passes it by this name
         indexer.apply(batch, record.raw_event)
 
+    processor, process_partial_response = batch_utility()
     try:
         response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                             context=context)

@@ -7,10 +7,12 @@ The use case is processors/core/finalise.py: closed windows -> merged top-N -> s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processors import wiring
-from processors.core.finalise import Finaliser
+
+if TYPE_CHECKING:  # built on the first invocation (wiring), so importing this module stays cheap
+    from processors.core.finalise import Finaliser
 
 COMPONENT = wiring.FINALISER
 _finaliser: wiring.PerContainer[Finaliser] = wiring.PerContainer(COMPONENT)

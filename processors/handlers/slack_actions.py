@@ -18,8 +18,6 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from processors import wiring
-from processors.adapters.slack import allowed_response_url, verified_form
-from processors.core.incidents import Ack, InvalidAction, acted_message, decide, parse_action
 
 logger = Logger(service="sieve-slack-actions", logger_handler=None)
 
@@ -29,6 +27,10 @@ reset_runtime = _app.reset
 
 
 def handler(event: dict, context: Any, *, now: Callable[[], float] = time.time) -> dict:
+    # slack-sdk, boto3 and the incident model load with the use case (first invocation), not at import
+    from processors.adapters.slack import allowed_response_url, verified_form
+    from processors.core.incidents import Ack, InvalidAction, acted_message, decide, parse_action
+
     app = _app.get()
     form, status, problem = verified_form(event, app.signing_secret(), now=now)
     if form is None:
