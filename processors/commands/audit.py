@@ -3,6 +3,11 @@
     sieve audit list [--rule R] [--since 2h|2026-11-26T10:00] [--limit N] [--json]
     sieve audit show ID [--json]
 
+FAQ answers are recorded too (`--rule faq`): the role, the question's sha256 (not its text), every
+retrieved entry with its similarity and whether it was relevant, the entries given to the model (E1=id),
+the redacted prompt, tokens, the reply and the outcome (answered | invalid_output | model_error |
+budget_exhausted).
+
 The table comes from --table, else $SIEVE_AUDIT_TABLE, else `sieve-audit`.
 
 The prompts in a record were redacted before they were sent; everything printed here (prompts, the
@@ -101,13 +106,14 @@ def run_list(args) -> int:
     if not records:
         print("no audit records" + (f" for rule {args.rule}" if args.rule else "") + (f" since {args.since}" if args.since else ""))
         return 0
-    header = ("ID", "TIME", "RULE", "WINDOW", "STATUS", "MODEL", "IN", "OUT", "MS")
+    header = ("ID", "TIME", "RULE", "WINDOW/ROLE", "STATUS", "MODEL", "IN", "OUT", "MS")
     rows = [
         (
             r["audit_id"],
             _iso(r["created_at"]),
             r["rule"],
-            f"{_iso(r['window_start'])}+{r['window_end'] - r['window_start']}s",
+            (f"role {r.get('role', '?')}" if r.get("kind") == "faq"
+             else f"{_iso(r['window_start'])}+{r['window_end'] - r['window_start']}s"),
             r["status"],
             r["model_id"],
             str(r.get("tokens_in", 0)),

@@ -9,8 +9,9 @@ crawl  crawls a site (or, without a URL, every source of `pipelines.faq.sources`
        scheduled faq-crawler function: sitemaps and same-site links inside the scope, robots.txt obeyed,
        Q/As from JSON-LD / microdata / <details> / <dl> / question headings, only changed entries written,
        vanished ones deleted (processors.core.crawl). A progress bar while it runs, then the summary.
-ask    answers from the role's index exactly like the Slack handler (retrieval, relevance gate, model,
-       citation check) and prints the answer, its citations and whether a model wrote it.
+ask    answers from the role's index exactly like the Slack bot (retrieval, relevance gate, the AI boundary:
+       redaction, budgets, audit record; model, citation check) and prints the answer, its citations and
+       whether a model wrote it; `--json` prints one JSON object (see `answer_document`).
 """
 
 from __future__ import annotations
@@ -119,33 +120,52 @@ def run_load(args) -> int:
     return 1 if bad else 0
 
 
+#: the CLI's status names (`--json`); the core says not_found
+CLI_STATUS = {"not_found": "not_in_knowledge_base"}
+
+
+def answer_document(result, role: str) -> dict:
+    """The one JSON object `sieve faq ask --json` prints (the CLI contract; keep these names):
+    status (answered | not_in_knowledge_base | fallback | no_model | budget_exhausted), answer (the text),
+    citations (each with its url; model answers only), entries (what was retrieved and relevant), and
+    what wrote it (model, tokens, audit_id)."""
+    return {
+        "status": CLI_STATUS.get(result.status, result.status), "answer": result.text, "language": result.language,
+        "role": role, "citations": [_cite(c) for c in result.citations], "entries": [_cite(c) for c in result.entries],
+        "reason": result.reason, "model": result.model_id, "model_called": result.model_called,
+        "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "audit_id": result.audit_id,
+        "question_sha256": result.question_sha256,
+    }
+
+
 def run_ask(args) -> int:
     from processors import wiring
 
     loaded = load(args.config)
+    faq = loaded.config.pipelines.faq
+    if faq is None:
+        raise SieveError("pipelines.faq is not configured")
+    role = args.role or faq.default_role
+    if role not in faq.roles:
+        raise SieveError(f"--role {role}: not an index role ({', '.join(sorted(faq.roles))})")
+    aws.use_local_credentials_if_missing()
     rt = wiring.asker(loaded, no_model=args.no_model)
-    role = args.role or rt.default_role
-    if role not in loaded.config.pipelines.faq.roles:
-        raise SieveError(f"--role {role}: not an index role ({', '.join(sorted(loaded.config.pipelines.faq.roles))})")
     result = rt.ask(args.question, role)
     if args.json:
-        print(json.dumps({
-            "status": result.status, "language": result.language, "text": result.text, "reason": result.reason,
-            "model": result.model_id, "citations": [_cite(c) for c in result.citations],
-            "entries": [_cite(c) for c in result.entries],
-        }, ensure_ascii=False, indent=2))
+        print(json.dumps(answer_document(result, role), ensure_ascii=False))
         return 0
     print(result.text)
     for c in result.citations if result.status == "answered" else ():
         print(f"  [{c.ref}] {c.question} <{c.source_url}>")
     who = (f"written by {result.model_id} ({result.tokens_in} in / {result.tokens_out} out tokens)" if result.status == "answered"
            else f"no model text: {result.reason}" if result.reason else "no model text")
-    print(f"-- {result.status}; role {role}; {who}")
+    audit = f"; audit {result.audit_id}" if result.audit_id else ""
+    print(f"-- {CLI_STATUS.get(result.status, result.status)}; role {role}; {who}{audit}")
     return 0
 
 
 def _cite(c) -> dict:
-    return {"ref": c.ref, "id": c.id, "question": c.question, "source_url": c.source_url}
+    return {"ref": c.ref, "id": c.id, "question": c.question, "url": c.source_url, "passages": list(c.passages)}
 
 
 # ------------------------------------------------------------------------------------ crawl

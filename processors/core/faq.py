@@ -103,14 +103,19 @@ def from_ddb(value: Any) -> Any:
         return bool(v)
     if kind == "NULL":
         return None
-    if kind == "M":
-        return {str(k): from_ddb(x) for k, x in dict(v).items()}
-    if kind == "L":
-        return [from_ddb(x) for x in v]
-    if kind == "SS" or kind == "BS":
+    if kind in ("M", "L", "SS", "BS", "NS"):
+        if not isinstance(v, Mapping if kind == "M" else list):
+            raise ImageError(f"{kind}: expected {'an object' if kind == 'M' else 'a list'}, got {type(v).__name__}")
+        if kind == "M":
+            return {str(k): from_ddb(x) for k, x in v.items()}
+        if kind == "L":
+            return [from_ddb(x) for x in v]
+        if kind == "NS":
+            try:
+                return sorted(Decimal(str(x)) for x in v)
+            except (InvalidOperation, ValueError):  # not a number, or a NaN that cannot be ordered
+                raise ImageError(f"NS: not a set of numbers: {str(v)[:80]}") from None
         return sorted(str(x) for x in v)
-    if kind == "NS":
-        return sorted(Decimal(str(x)) for x in v)
     raise ImageError(f"unknown DynamoDB type {kind!r}")
 
 
@@ -241,7 +246,7 @@ def event_version(stream_record: Mapping[str, Any]) -> int:
     if not isinstance(ddb, Mapping):
         raise ImageError("record: no 'dynamodb' object")
     ts, seq = ddb.get("ApproximateCreationDateTime"), ddb.get("SequenceNumber")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float, Decimal)) or ts < 0:
+    if isinstance(ts, bool) or not isinstance(ts, (int, float, Decimal)) or ts != ts or ts < 0 or ts == float("inf"):
         raise ImageError(f"dynamodb.ApproximateCreationDateTime: {ts!r} is not epoch seconds")
     if not isinstance(seq, str) or not seq.isdigit():
         raise ImageError(f"dynamodb.SequenceNumber: {seq!r} is not a string of digits")

@@ -180,7 +180,10 @@ def parse_action(payload: Any) -> Action | None:
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions") or []
-    ours = [a for a in actions if isinstance(a, dict) and (a.get("action_id") == ACK_ACTION or a.get("action_id") in MUTE_ACTIONS)]
+    if not isinstance(actions, list):
+        raise InvalidAction("actions is not a list")
+    ours = [a for a in actions if isinstance(a, dict) and isinstance(a.get("action_id"), str)
+            and (a["action_id"] == ACK_ACTION or a["action_id"] in MUTE_ACTIONS)]
     if not ours:
         return None
     a = ours[0]
@@ -192,15 +195,16 @@ def parse_action(payload: Any) -> Action | None:
     if not re.fullmatch(r"[0-9a-f]{24}", incident) or not rule:
         raise InvalidAction("button value names no incident")
     user = payload.get("user") or {}
-    user_id = str(user.get("id") or "")
+    user_id = str(user.get("id") or "") if isinstance(user, dict) else ""
     if not user_id:
         raise InvalidAction("no user in the payload")
-    container = payload.get("container") or {}
-    message = payload.get("message") or {}
+    container, message, channel = (payload.get(k) or {} for k in ("container", "message", "channel"))
+    if not (isinstance(container, dict) and isinstance(message, dict) and isinstance(channel, dict)):
+        raise InvalidAction("container, message or channel is not an object")
     kind: Literal["ack", "mute"] = "ack" if a["action_id"] == ACK_ACTION else "mute"
     return Action(kind, rule, incident, user_id, str(user.get("username") or user.get("name") or ""),
                   MUTE_ACTIONS.get(a["action_id"], 0),
-                  str(container.get("channel_id") or (payload.get("channel") or {}).get("id") or ""),
+                  str(container.get("channel_id") or channel.get("id") or ""),
                   str(container.get("message_ts") or message.get("ts") or ""),
                   str(message.get("thread_ts") or container.get("thread_ts") or ""),
                   str(payload.get("response_url") or ""), message if isinstance(message, dict) else {})

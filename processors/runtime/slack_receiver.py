@@ -323,6 +323,17 @@ class SlackReceiver:
         """A webhook URL shaped like Slack's; the random last segment stands in for the secret."""
         return f"{self.base_url}/services/T0LOCAL00/B0LOCAL00/{self.token}"
 
+    def user_message(self, channel: str, ts: str, text: str, user: str = "") -> None:
+        """A message a person wrote (Slack has it; no bot posted it): replies may use its ts as thread_ts.
+        Saved like a Web API message (method "message") so that `sieve slack show` renders the thread."""
+        payload = {"text": text, **({"user": user} if user else {})}
+        record = {"method": "message", "channel": self.channel_id(channel), "ts": ts, "thread_ts": None, "payload": payload}
+        with self._lock:
+            self.messages.append(ApiMessage(record["channel"], ts, payload, None, 0, [payload]))
+            self._write(record)
+        if self.on_message is not None:
+            self.on_message(record)
+
     # --- scripting ------------------------------------------------------------------------
 
     def fail_next(self, n: int, status: int, *, retry_after: int | None = None, body: str | None = None) -> None:

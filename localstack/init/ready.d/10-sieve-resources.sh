@@ -18,7 +18,7 @@ awslocal dynamodb update-time-to-live --table-name sieve-idempotency --time-to-l
 try awslocal dynamodb create-table --table-name sieve-faq --attribute-definitions AttributeName=id,AttributeType=S --key-schema AttributeName=id,KeyType=HASH --billing-mode PAY_PER_REQUEST --stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES
 awslocal sqs get-queue-url --queue-name sieve-logs-failures >/dev/null 2>&1 && echo "exists: sqs sieve-logs-failures" || try awslocal sqs create-queue --queue-name sieve-logs-failures
 awslocal sqs get-queue-url --queue-name sieve-logs-rejects >/dev/null 2>&1 && echo "exists: sqs sieve-logs-rejects" || try awslocal sqs create-queue --queue-name sieve-logs-rejects
-try awslocal secretsmanager create-secret --name sieve/slack --secret-string "{\"webhook_url\": \"${SIEVE_LOCAL_SLACK_URL:-http://127.0.0.1:4599/services/T000/B000/local}\", \"signing_secret\": \"${SIEVE_LOCAL_SIGNING_SECRET:-local-signing-secret}\"}"
+try awslocal secretsmanager create-secret --name sieve/slack --secret-string "{\"webhook_url\": \"${SIEVE_LOCAL_SLACK_URL:-http://127.0.0.1:4599/services/T000/B000/local}\", \"signing_secret\": \"${SIEVE_LOCAL_SIGNING_SECRET:-local-signing-secret}\", \"bot_token\": \"${SIEVE_LOCAL_SLACK_BOT_TOKEN:-xoxb-local-sieve-bot}\"}"
 try awslocal secretsmanager create-secret --name sieve/redaction --secret-string "${SIEVE_LOCAL_REDACTION_KEY:-local-only-redaction-key-not-for-aws}"
 try awslocal logs create-log-group --log-group-name /sieve/access/nginx
 awslocal logs put-subscription-filter --log-group-name /sieve/access/nginx --filter-name sieve-access --filter-pattern '' --destination-arn "arn:aws:kinesis:$region:$account:stream/sieve-access-logs" --role-arn "arn:aws:iam::$account:role/sieve-cwl-to-kinesis"
