@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from processors.config import LoadedConfig, load
-from processors.config.models import Config, FaqPipeline, LogsPipeline
 from processors.errors import ConfigError
 
 if TYPE_CHECKING:  # annotations only: each builder imports what it builds, so a handler loads only its own
+    # and importing a handler module loads neither YAML nor pydantic (cold start; tests/test_imports.py)
+    from processors.config import LoadedConfig
+    from processors.config.models import Config, FaqPipeline, LogsPipeline
     from processors.core.answer import Asker
 
 T = TypeVar("T")
@@ -45,6 +46,8 @@ class PerContainer(Generic[T]):
 
     def get(self) -> T:
         if self._value is None:
+            from processors.config import load  # on the first invocation, not at import
+
             self._value = self.component.build(load(os.environ.get("SIEVE_CONFIG")))
         return self._value
 
@@ -99,12 +102,21 @@ def state_store(loaded: LoadedConfig):
 
 def logs_ingest(loaded: LoadedConfig, *, clock: Callable[[], float] = time.time):
     """The logs processor's use case: Kinesis batch -> partials in the state table."""
+    from processors.adapters import aws
     from processors.adapters.sqs import LogRejectSink, SqsRejectSink
+    from processors.adapters.state_store import StateStore
     from processors.core.ingest import LogIngest
 
     logs = logs_pipeline(loaded.config)
-    rejects = SqsRejectSink.named(logs.rejects_queue, loaded.config.region) if logs.rejects_queue else LogRejectSink()
-    return LogIngest(ingest_config(loaded), state_store(loaded), rejects, clock=clock)
+    # one boto3 session for both clients: each new session reloads botocore's endpoint and service data
+    # (~0.1-0.2 s of the first invocation; bench/results/coldstart.json)
+    session = aws.session(loaded.config.region)
+    rejects: object = LogRejectSink()
+    if logs.rejects_queue:
+        sqs = session.client("sqs", config=aws.CLIENT_CONFIG)
+        rejects = SqsRejectSink(sqs.get_queue_url(QueueName=logs.rejects_queue)["QueueUrl"], client=sqs)
+    store = StateStore(logs.state.table, ttl_days=logs.state.ttl_days, resource=session.resource("dynamodb"))
+    return LogIngest(ingest_config(loaded), store, rejects, clock=clock)
 
 
 def boundary_config(logs: LogsPipeline, redaction_secret: bytes):
@@ -187,6 +199,8 @@ class Needs:
     queues: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     kinds: list = field(default_factory=list)  # config specs with an iam() (analyser, embedder)
+    opensearch: str = ""  # "read" or "write": the FAQ indexes on the domain (es:ESHttp*, opensearch-py)
+    invoke_self: bool = False  # runs a part of its work asynchronously by invoking itself (lambda:InvokeFunction)
 
     def add(self, kind: str, name: str | None) -> None:
         items = getattr(self, kind)
@@ -231,17 +245,23 @@ def _faq_needs(cfg: Config, needs: Needs) -> None:
     faq = cfg.pipelines.faq
     if faq is None:
         return
-    needs.kinds.append(faq.embedder)                 # the index itself is reached over HTTPS (SigV4 on AWS)
+    needs.kinds.append(faq.embedder)
+    needs.opensearch = "write"                       # the index itself is reached over HTTPS (SigV4 on AWS)
 
 
 def _ask_needs(cfg: Config, needs: Needs) -> None:
     faq = cfg.pipelines.faq
     if faq is None:
         return
-    needs.add("secrets", faq.slack_secret)           # the Slack signing secret
+    needs.add("secrets", faq.slack_secret)           # the Slack signing secret and the bot token
     needs.kinds.append(faq.embedder)
+    needs.opensearch = "read"                        # role-filtered retrieval
+    needs.invoke_self = True                         # the answer is written by an asynchronous run of itself
+    needs.add("tables", faq.slack_events_table)      # each Slack event id / signature claimed once
     if faq.analyser is not None:
         needs.kinds.append(faq.analyser)
+        needs.add("tables", faq.budget_table)        # token and call budgets, reserved before each call
+        needs.add("tables", faq.audit_table)         # one record per model call
 
 
 def needs(cfg: Config, handler: str) -> Needs:
@@ -270,10 +290,24 @@ def opensearch_client(loaded: LoadedConfig):
     from processors.adapters.opensearch import OpenSearchConfig, make_client
 
     spec = faq_pipeline(loaded.config).opensearch
-    if spec.auth == "none":
-        return make_client(OpenSearchConfig(hosts=(spec.url,)))
-    return make_client(OpenSearchConfig(hosts=(spec.url,), aws_region=aws.region(loaded.config.region),
-                                        aws_service="aoss" if spec.auth == "sigv4-aoss" else "es"))
+    # SIEVE_OPENSEARCH_URL (set by the SAM template to the domain's endpoint) overrides the config's url
+    url = os.environ.get("SIEVE_OPENSEARCH_URL") or spec.url
+    auth = spec.auth
+    if auth == "none" and _aws_domain(url):  # an OpenSearch Service domain endpoint: requests are SigV4-signed
+        auth = "sigv4-es"
+    if auth == "none":
+        return make_client(OpenSearchConfig(hosts=(url,)))
+    return make_client(OpenSearchConfig(hosts=(url,), aws_region=aws.region(loaded.config.region),
+                                        aws_service="aoss" if auth == "sigv4-aoss" else "es"))
+
+
+def _aws_domain(url: str) -> bool:
+    """An Amazon OpenSearch Service endpoint (search-*/vpc-* .<region>.es.amazonaws.com); a local node or
+    a self-managed cluster keeps the config's `auth` (a custom domain endpoint: set auth: sigv4-es)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url if "://" in url else "https://" + url).hostname or "").lower()
+    return host.endswith(".es.amazonaws.com") or host.endswith(".es.amazonaws.com.cn")
 
 
 def faq_indexer(loaded: LoadedConfig, *, embedder=None, client=None):
@@ -297,36 +331,65 @@ def faq_indexer(loaded: LoadedConfig, *, embedder=None, client=None):
     return FaqIndexer(routing, embedder or faq.embedder.build(), index)
 
 
-@dataclass
-class AskApp:
-    """What the Slack ask handler holds per container: the use case, the signing secret, and how a
-    follow-up runs asynchronously (None: the default, see processors/handlers/ask.py)."""
-
-    asker: "Asker"
-    signing_secret: Callable[[], str]
-    dispatch: Callable[[dict, object], None] | None = None
-
-
-def asker(loaded: LoadedConfig, *, embedder=None, client=None, analyser=None, no_model: bool = False):
-    """The ask use case: role-filtered retrieval, then an answer with citations (or none)."""
-    from processors.adapters.opensearch import OpenSearchRetriever
-    from processors.core.answer import Asker
+def faq_boundary(loaded: LoadedConfig, *, model_id: str = "", clock: Callable[[], float] = time.time):
+    """pipelines.faq's AI boundary: budgets (DynamoDB when budget_table is set), audit records (DynamoDB
+    when audit_table is set, else the log) and the question's redaction patterns (IP addresses kept)."""
+    from processors.adapters import aws
+    from processors.adapters.audit import DynamoDBAuditStore, LogAuditSink
+    from processors.adapters.budget_store import DynamoDBBudgetStore
+    from processors.core.answer import FaqBoundary
+    from processors.core.budget import InMemoryBudgetLedger
+    from processors.core.redact import patterns_from_config
 
     faq = faq_pipeline(loaded.config)
-    if analyser is None and faq.analyser is not None and not no_model:
+    region = aws.region(loaded.config.region)
+    budget = (DynamoDBBudgetStore(faq.budget_table, client=aws.client("dynamodb", region), clock=clock)
+              if faq.budget_table else InMemoryBudgetLedger())
+    audit = DynamoDBAuditStore(faq.audit_table, client=aws.client("dynamodb", region)) if faq.audit_table else LogAuditSink()
+    patterns = patterns_from_config(faq.redact.builtin, [p.model_dump() for p in faq.redact.extra_patterns])
+    return FaqBoundary(budget, audit, clock, faq.budgets.to_core(), faq.budget_window_seconds, model_id,
+                       tuple(p for p in patterns if p.name not in ("ipv4", "ipv6")), faq.audit_ttl_days)
+
+
+def asker(loaded: LoadedConfig, *, embedder=None, client=None, analyser=None, no_model: bool = False,
+          clock: Callable[[], float] = time.time):
+    """The ask use case: role-filtered retrieval, then an answer with citations (or none), behind the
+    FAQ's AI boundary (redaction, budgets, audit)."""
+    from processors.adapters.opensearch import OpenSearchRetriever
+    from processors.core.answer import Asker, RoleMap
+
+    faq = faq_pipeline(loaded.config)
+    if analyser is None and faq.analyser is not None and faq.analyser.kind != "none" and not no_model:
         analyser = faq.analyser.build()
     retriever = OpenSearchRetriever(client or opensearch_client(loaded), embedder or faq.embedder.build(),
                                     faq.opensearch.index_prefix, faq.roles)
-    return Asker(retriever, None if no_model else analyser, faq.top_k, faq.min_score, dict(faq.slack_user_roles),
-                 faq.default_role)
+    analyser = None if no_model else analyser
+    boundary = None
+    if analyser is not None:
+        model_id = faq.analyser.model_id if faq.analyser is not None else getattr(analyser, "model_id", "")
+        boundary = faq_boundary(loaded, model_id=model_id, clock=clock)
+    roles = RoleMap(faq.default_role, dict(faq.slack_user_roles), tuple(faq.slack_usergroup_roles.items()),
+                    dict(faq.slack_channel_roles))
+    return Asker(retriever, analyser, faq.top_k, faq.min_score, dict(faq.slack_user_roles), faq.default_role,
+                 boundary, roles)
 
 
-def ask_app(loaded: LoadedConfig, *, secrets=None, **kwargs) -> AskApp:
+def ask_app(loaded: LoadedConfig, *, secrets=None, lambda_client=None, **kwargs):
+    """The Slack side of the ask use case: a slack-bolt app (processors/adapters/slack_app.py) for the
+    slash command and @mentions. Signing secret and bot token from Secrets Manager (SLACK_BOT_TOKEN and
+    SLACK_API_URL override the token and the Web API locally); event claims in slack_events_table."""
     from processors.adapters import aws
+    from processors.adapters.slack_app import DynamoClaims, FaqSlackApp, MemoryClaims
 
     faq = faq_pipeline(loaded.config)
     secrets = secrets or aws.Secrets()
-    return AskApp(asker(loaded, **kwargs), lambda: secrets.get(faq.slack_secret, faq.slack_signing_key))
+    claims = (DynamoClaims(faq.slack_events_table, client=aws.client("dynamodb", aws.region(loaded.config.region)))
+              if faq.slack_events_table else MemoryClaims())
+    return FaqSlackApp(
+        asker(loaded, **kwargs), signing_secret=secrets.get(faq.slack_secret, faq.slack_signing_key),
+        bot_token=lambda: os.environ.get("SLACK_BOT_TOKEN") or secrets.get(faq.slack_secret, faq.slack_bot_token_key),
+        api_url=os.environ.get("SLACK_API_URL") or faq.slack_api_url, command=faq.slack_command, claims=claims,
+        group_cache_seconds=faq.slack_usergroup_cache_seconds, lambda_client=lambda_client)
 
 
 # ------------------------------------------------------------------------------------ FAQ crawler

@@ -652,8 +652,35 @@ class FaqPipeline(Strict):
     slack_secret: str = Field(default="sieve/slack", description="Secrets Manager secret (JSON) holding the Slack signing secret.")
     slack_signing_key: str = "signing_secret"
     slack_user_roles: dict[str, str] = Field(default={}, description="Slack user id -> index role; anyone else gets default_role.")
+    slack_usergroup_roles: dict[str, str] = Field(default={}, description="Slack user group id (S...) -> index role, for "
+                                                  "users not in slack_user_roles; the first group (in this order) the user "
+                                                  "belongs to wins (membership: usergroups.users.list with the bot token).")
+    slack_channel_roles: dict[str, str] = Field(default={}, description="Slack channel id -> index role, for users mapped "
+                                                "by neither their id nor a group. Anyone else gets default_role.")
+    slack_usergroup_cache_seconds: Annotated[int, Field(ge=0, le=3600)] = Field(
+        default=60, description="How long a user group's member list is kept before it is read again.")
+    slack_bot_token_key: str = Field(default="bot_token", description="Key of the bot token in slack_secret (mentions are "
+                                     "answered with chat.postMessage; SLACK_BOT_TOKEN overrides it locally).")
+    slack_api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL (SLACK_API_URL overrides it).")
+    slack_command: str = Field(default="/faq", pattern=r"^/[a-z0-9_\-]{1,31}$", description="The slash command answered.")
+    slack_events_table: str | None = Field(default=None, description="DynamoDB table (key `id`, TTL `expiration`, e.g. the "
+                                           "Powertools idempotency table) where each Slack event id and request signature "
+                                           "is claimed once: Slack's retries and replays within the 5 minutes a "
+                                           "signature is valid get no second answer. None: in this process only.")
     default_role: str = "public"
     sources: list[CrawlSourceSpec] = Field(default=[], description="Sites the faq-crawler function crawls into the table.")
+    budgets: BudgetSpec = Field(default=BudgetSpec(tokens_per_call=3000, calls_per_window=120, tokens_per_day=200000,
+                                                   max_output_tokens=400),
+                                description="Token and call budgets of FAQ answers; calls_per_window counts calls per "
+                                            "budget_window_seconds. Reserved before each call; refused -> the entries' links.")
+    budget_window_seconds: Annotated[int, Field(ge=60, le=86400)] = 3600
+    budget_table: str | None = Field(default=None, description="DynamoDB table (pk/sk, e.g. the state table) for the budget "
+                                     "counters; None: counted in this process only.")
+    audit_table: str | None = Field(default=None, description="DynamoDB audit table (pk/sk) for a record of every model call "
+                                    "(`sieve audit list --rule faq`); None: the record goes to the log.")
+    audit_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    redact: RedactSpec = Field(default=RedactSpec(), description="What is removed from a question before a model sees it "
+                               "(IP addresses are kept in questions).")
 
     @model_validator(mode="after")
     def _crawl_sources(self) -> "FaqPipeline":
@@ -674,6 +701,8 @@ class FaqPipeline(Strict):
     def _known_roles(self) -> "FaqPipeline":
         bad = [f"{where}: role {r!r} is not a key of roles" for where, r in
                [("default_role", self.default_role)] + [(f"slack_user_roles.{u}", r) for u, r in self.slack_user_roles.items()]
+               + [(f"slack_usergroup_roles.{g}", r) for g, r in self.slack_usergroup_roles.items()]
+               + [(f"slack_channel_roles.{c}", r) for c, r in self.slack_channel_roles.items()]
                if r not in self.roles]
         if bad:
             raise ValueError("; ".join(bad))

@@ -154,6 +154,47 @@ _CLF_ESC_RE = re.compile(
     r'(\S+) (\S+) (\S+) \[([^\]]*)\] "(' + _Q + r')" (\S+) (\S+)(?: "(' + _Q + r')" "(' + _Q + r')")?' + _CLF_TAIL,
     re.DOTALL,
 )
+# `_CLF_FAST_RE` for many lines at once (`clf_chunk_regex`): the same pieces, line-anchored. Its classes
+# may run over a newline (as `_CLF_FAST_RE`'s do, on purpose: `[^"]` is faster than `[^"\n]`); a match
+# that does is one row for two lines, which the caller detects (rows != lines). The query, referer and
+# user agent keep their first character (`?` or `"`) so that an empty value is told apart from an
+# absent one in `findall`'s output.
+#: Fields whose chunk capture carries its leading `?` / `"` (empty capture: absent).
+CLF_CHUNK_PREFIXED = frozenset({"query", "referer", "user_agent"})
+#: Fields that are None when absent (an empty capture means absent).
+CLF_CHUNK_OPTIONAL = frozenset({"query", "protocol", "referer", "user_agent", "extra"})
+_CLF_CHUNK_CACHE: dict[frozenset, tuple] = {}
+
+
+def clf_chunk_regex(fields) -> tuple[re.Pattern, tuple[str, ...]]:
+    """A MULTILINE pattern that `findall`s over many CLF lines (joined by `\n`) and gives one tuple per
+    line: the groups of `fields` (in `CLF_INDEX` order, the names returned), then the whole line as
+    the last item when the fast pattern of `parse_clf` does not take it (else ""). A line it takes is
+    one `_CLF_FAST_RE` takes, with the same groups (`parse_clf` uses that pattern only for lines
+    without a backslash: the caller sends lines with one to `parse_clf`); `CLF_CHUNK_PREFIXED`
+    fields carry their leading `?` / `"`, and an empty capture of a `CLF_CHUNK_OPTIONAL` field means
+    absent (None). `time` and `status` are always captured (status is never empty on a taken line)."""
+    want = frozenset(fields) | {"time", "status"}
+    got = _CLF_CHUNK_CACHE.get(want)
+    if got is not None:
+        return got
+
+    def g(name: str, inner: str) -> str:
+        return f"({inner})" if name in want else f"(?:{inner})"
+
+    request = (g("method", "[A-Za-z]+") + " " + g("path", '/[^" ?]*') + g("query", r'\?[^" ]*') + "?"
+               + "(?: " + g("protocol", '[^" ]+') + ")?")  # fmt: skip
+    pattern = ("^(?:" + g("client", r"\S+") + " " + g("ident", r"\S+") + " " + g("user", r"\S+")
+               + r" \[" + g("time", r"[^\]]*") + r'\] "' + g("request", request) + '" '
+               + g("status", "[1-5][0-9][0-9]") + " " + g("bytes", "[0-9]+|-")
+               + "(?: " + g("referer", '"[^"]*') + '" ' + g("user_agent", '"[^"]*') + '")?'
+               + "(?: +" + g("extra", r"\S(?:.*\S)?") + ")?"
+               + r"|(.*))$")  # fmt: skip
+    names = tuple(n for n in CLF_INDEX if n in want)
+    got = _CLF_CHUNK_CACHE[want] = (re.compile(pattern, re.MULTILINE), names)
+    return got
+
+
 # Looser shapes, only used to name the reason once the strict pattern failed.
 _CLF_HEAD_RE = re.compile(r"\S+ \S+ \S+ \[[^\]]*\] ")
 
@@ -164,6 +205,8 @@ _CLF_TIME_RE = re.compile(r"(\d{2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{
 # parse into a dict lookup. Cleared when it grows past the limit (bounded memory).
 _TIME_CACHE: dict[str, int | None] = {}
 _TIME_CACHE_MAX = 200_000
+#: Event times must fall before this epoch second (year 10000): later ones fit no window a date can name.
+MAX_EVENT_SECONDS = 253_402_300_800
 
 
 def parse_clf_time(text: str) -> int | None:
@@ -191,7 +234,8 @@ def _parse_clf_time_uncached(text: str) -> int | None:
         dt = datetime(int(year), month, int(day), int(hh), int(mm), int(ss), tzinfo=timezone(-offset if sign == "-" else offset))
     except ValueError:
         return None
-    return int(dt.timestamp())
+    ts = int(dt.timestamp())
+    return ts if ts < MAX_EVENT_SECONDS else None
 
 
 def _unescape(s: str | None) -> str | None:
@@ -416,7 +460,10 @@ def _json_time(value) -> float | int | None | Rejected:
     if t is int or t is float:
         if not math.isfinite(value) or value < 0:
             return Rejected("bad_timestamp", f"time {value!r} is not a positive epoch")
-        return value / 1000 if value >= 100_000_000_000 else value  # ms after ~1973 in s-units
+        secs = value / 1000 if value >= 100_000_000_000 else value  # ms after ~1973 in s-units
+        if secs >= MAX_EVENT_SECONDS:
+            return Rejected("bad_timestamp", f"time {value!r} is after the year 9999")
+        return secs
     if t is str:
         got = _ISO_CACHE.get(value, -1)
         if got != -1:
@@ -432,6 +479,8 @@ def _json_time(value) -> float | int | None | Rejected:
                 parsed = dt.timestamp()
                 if parsed.is_integer():
                     parsed = int(parsed)
+                if parsed >= MAX_EVENT_SECONDS:
+                    parsed = None
             except (ValueError, OverflowError, OSError):
                 parsed = None
         if len(_ISO_CACHE) >= _TIME_CACHE_MAX:
