@@ -67,6 +67,12 @@ class DynamoDBBudgetStore:
                 },
             }
         }
+        # the conditions below pass on a counter's first write (attribute_not_exists), so a limit that no
+        # first call can fit (calls_per_window: 0, or more tokens than a whole day allows) is checked here
+        if new_call and config.calls_per_window <= 0:
+            raise BudgetExhausted(f"calls_per_window: 0 of {config.calls_per_window} used for {window_id} (calls disabled)")
+        if tokens > config.tokens_per_day:
+            raise BudgetExhausted(f"tokens_per_day: {tokens} reserved > {config.tokens_per_day} on {day}")
         items = [day_update]
         if new_call:
             items.append(

@@ -246,6 +246,7 @@ class LlamaChat:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
         kwargs: dict[str, Any] = {}
         if json_schema is not None:
+            check_grammar_bounds(json_schema)
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
         started = time.perf_counter()
         with self._lock:
@@ -284,6 +285,26 @@ class LlamaChat:
 
     def close(self) -> None:
         self._llm.close()
+
+
+#: llama.cpp turns a schema's bounds into grammar repetitions; far larger ones abort the whole process in
+#: its grammar parser (a maxLength of 2000 did), which no caller can catch: refuse them before (1000 works)
+MAX_GRAMMAR_REPEAT = 1000
+
+
+def check_grammar_bounds(schema: Any, path: str = "$") -> None:
+    """ValueError naming the first maxLength / maxItems / maxProperties above MAX_GRAMMAR_REPEAT."""
+    if isinstance(schema, dict):
+        for key in ("maxLength", "maxItems", "maxProperties"):
+            bound = schema.get(key)
+            if isinstance(bound, int) and bound > MAX_GRAMMAR_REPEAT:
+                raise ValueError(f"schema {path}.{key} is {bound}; a llama.cpp grammar allows at most "
+                                 f"{MAX_GRAMMAR_REPEAT} repetitions (lower the bound)")
+        for k, v in schema.items():
+            check_grammar_bounds(v, f"{path}.{k}")
+    elif isinstance(schema, list):
+        for i, v in enumerate(schema):
+            check_grammar_bounds(v, f"{path}[{i}]")
 
 
 class LambdaInvokeAnalyser:

@@ -83,6 +83,7 @@ def run(args) -> int:
     stop = threading.Event()
     sched = {n: fn.schedule_seconds for n, fn in loaded.config.functions.items()
              if fn.schedule_seconds and (not only or n in only)}
+    failed_runs: dict[str, int] = {}
     t = threading.Thread(target=runner.run, args=(stop,), daemon=True)
     t.start()
     print(f"running {len(mappings)} mapping(s) and {len(sched)} schedule(s); Ctrl-C to stop")
@@ -97,12 +98,22 @@ def run(args) -> int:
             now = time.monotonic()
             due = {n for n, at in next_at.items() if at <= now}
             if due:
-                invoke_scheduled(loaded, only=due)
-                for n in due:
+                for n in sorted(due):
+                    # as on Lambda, a failed scheduled invocation is that invocation's failure: it is reported,
+                    # the next schedule runs and the event source mappings go on
+                    try:
+                        invoke_scheduled(loaded, only={n})
+                    except Exception as exc:  # noqa: BLE001 - reported, counted; never ends the run
+                        failed_runs[n] = failed_runs.get(n, 0) + 1
+                        logging.getLogger("sieve.run").error(
+                            "scheduled function %s failed (%d so far): %s: %s", n, failed_runs[n], type(exc).__name__,
+                            str(exc)[:300])
                     next_at[n] = now + sched[n]
             stop.wait(0.5)
     finally:
         stop.set()
         t.join(30)
+    if failed_runs:
+        print("scheduled runs that failed: " + ", ".join(f"{n} x{c}" for n, c in sorted(failed_runs.items())))
     print("stopped")
     return 0

@@ -21,6 +21,9 @@ later patterns never match again):
     bearer-token         `Bearer <token>` anywhere
     jwt                  three base64url segments starting `eyJ`
     aws-access-key-id    AKIA/ASIA/... + 16 upper-case alphanumerics
+    vendor-key           keys whose vendor prefix says what they are, wherever they stand (a URL path
+                         too): Stripe sk_/rk_/pk_live|test_, GitHub ghp_/gho_/ghu_/ghs_/ghr_/github_pat_,
+                         GitLab glpat-, Slack xox[abprs]- and xapp-, Google AIza, OpenAI/Anthropic sk-...
     aws-secret-key       `aws_secret_access_key=...` and any free-standing 40-character
                          base64 run with upper, lower and digit (the shape of a secret key)
     secret-param         key=value / key: value / "key": "value" where the key names a password,
@@ -209,6 +212,19 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
         "aws-access-key-id",
         r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}",
         marker("aws-access-key-id"),
+    ),
+    Pattern(
+        "vendor-key",
+        r"(?<![A-Za-z0-9])(?:"
+        r"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}"
+        r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"
+        r"|glpat-[A-Za-z0-9_-]{20,}"
+        r"|xox[abprs]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"
+        r"|AIza[A-Za-z0-9_-]{35}"
+        # OpenAI / Anthropic: long, with a digit and a capital (a lower-case product slug `sk-...` stays)
+        r"|sk-(?:ant-(?:api\d\d-)?|proj-)?(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{32,}"
+        r")",
+        marker("vendor-key"),
     ),
     Pattern(
         "aws-secret-key",

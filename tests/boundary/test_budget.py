@@ -119,3 +119,22 @@ def test_in_memory_ledger_under_threads_never_overspends():
     for t in threads:
         t.join(10)
     assert results.count(True) == 5 and ledger.day_tokens["d"] == 1500 and ledger.window_calls.get("shared", 0) <= 1
+
+
+@pytest.mark.parametrize("ledger_kind", ["memory", "dynamodb"])
+def test_a_limit_no_first_call_fits_refuses_the_first_call(ledger_kind, request):
+    """calls_per_window: 0 disables calls, and a day's first reservation may not exceed the whole day: both
+    hold on a counter's very first write too (DynamoDB's attribute_not_exists condition let them through)."""
+    if ledger_kind == "dynamodb":
+        ledger = DynamoDBBudgetStore(request.getfixturevalue("tables")["state"], client=boto3.client("dynamodb"))
+    else:
+        ledger = InMemoryBudgetLedger()
+    off = BudgetConfig(tokens_per_call=1000, calls_per_window=0, tokens_per_day=2000, max_output_tokens=100)
+    with pytest.raises(BudgetExhausted, match="calls_per_window"):
+        ledger.reserve(day="2026-11-26", window_id="rule#1-2", tokens=10, config=off, new_call=True)
+    small_day = BudgetConfig(tokens_per_call=1000, calls_per_window=1, tokens_per_day=500, max_output_tokens=100)
+    with pytest.raises(BudgetExhausted, match="tokens_per_day"):
+        ledger.reserve(day="2026-11-27", window_id="rule#3-4", tokens=900, config=small_day, new_call=True)
+    if ledger_kind == "dynamodb":
+        assert ledger.day_usage("2026-11-26") == {"tokens": 0, "calls": 0}
+        assert ledger.window_usage("rule#3-4") == {"tokens": 0, "calls": 0}

@@ -177,3 +177,21 @@ def test_planted_free_standing_aws_secret_never_survives(body, prefix, suffix, l
     secret = "aA1" + body  # the shape of a secret key: upper, lower and digit, 40 characters
     assume(secret not in prefix + suffix)
     assert secret not in redactor().redact(prefix + left + secret + right + suffix).text
+
+
+@pytest.mark.parametrize("key", [
+    "sk_live_51H8xYzAbCdEfGhIjKlMn", "rk_test_4eC39HqLyjWDarjtT1zdp7dc", "ghp_" + "a1B2" * 9,
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuv", "glpat-" + "x9Y8z7W6v5U4t3S2r1Q0",
+    "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx", "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+    "sk-proj-" + "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z",
+])
+def test_a_vendor_key_is_redacted_wherever_it_stands(key):
+    for text in (f"GET /api/keys/{key}?v=1 HTTP/1.1", f'"{key}"', f"token {key} used"):
+        out = redactor().redact(text).text
+        assert key not in out and "[REDACTED:vendor-key]" in out
+
+
+@pytest.mark.parametrize("text", ["/products/sk-ii-facial-treatment-essence-refill-230ml", "/ghp_docs", "task-list",
+                                  "/risk-assessment-report-sk-management"])
+def test_vendor_key_shapes_leave_ordinary_paths_alone(text):
+    assert redactor().redact(text).text == text

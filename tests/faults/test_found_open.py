@@ -1,8 +1,7 @@
-"""Found by the fault harness and NOT fixed here (processors/core/redact.py belongs to another part of the
-project): a vendor-prefixed secret key standing alone in a URL path (no `api_key=` name before it) reaches
-the model's digest, the audit record and the Slack message. Strict xfail: it starts failing (and must then
-be turned into a plain test) the day the redaction learns vendor key prefixes (sk_live_/sk_test_, ghp_,
-xox[abp]-, AIza...)."""
+"""Found by the fault harness, then fixed: a vendor-prefixed secret key standing alone in a URL path (no
+`api_key=` name before it) reached the model's digest, the audit record and the Slack message (now the
+built-in `vendor-key` redaction kind); and a scheduled function that failed ended `sieve run`, and with it
+the event source mappings (now reported and counted, and the next schedule runs)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from tests.pipeline.conftest import make_stack  # noqa: F401 - fixture
 KEY = "sk_live_51H8xYzAbCdEfGhIjKlMn"
 
 
-@pytest.mark.xfail(strict=True, reason="vendor-prefixed keys in a URL path are not a built-in redaction kind yet")
 def test_a_vendor_key_in_a_path_is_redacted_for_the_model_and_for_people():
     line = f'198.18.0.9 - - [04/Mar/2024:09:59:00 +0000] "GET /api/keys/{KEY}?v=1 HTTP/1.1" 500 512 "-" "ua"'
     assert KEY not in Redactor(b"k" * 32, DEFAULT_PATTERNS).redact(line).text
@@ -28,7 +26,6 @@ def test_the_same_key_behind_a_name_is_redacted():
     assert KEY not in ForPeople()(f"/api/keys?api_key={KEY}")
 
 
-@pytest.mark.xfail(strict=True, reason="processors/commands/run.py lets a failed scheduled invocation end `sieve run`")
 def test_sieve_run_survives_a_failed_scheduled_invocation(make_stack, tmp_path):  # noqa: F811
     """Found by the harness (a runner 'exited on its own, rc 3' under DynamoDB 503s): when the scheduled
     finaliser fails (the state table answers 503 after botocore's retries), `sieve run` exits, and with it

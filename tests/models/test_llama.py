@@ -130,3 +130,17 @@ def test_llama_chat_default_path_follows_sieve_model_path(tmp_path, monkeypatch)
     monkeypatch.setenv("SIEVE_MODEL_PATH", str(tmp_path / "absent.gguf"))
     with pytest.raises(SieveError, match="SIEVE_MODEL_PATH=.*absent.gguf is not a file"):
         LlamaChat()
+
+
+def test_a_schema_bound_llama_cpp_cannot_turn_into_a_grammar_is_refused_before_it_aborts_the_process(llama_chat):
+    """llama.cpp aborts the process (uncatchable) on a grammar with a maxLength of 2000: such a request is
+    a clear error instead, and the model is still there for the next one."""
+    from processors.adapters.llama import MAX_GRAMMAR_REPEAT
+    from processors.ports import ModelCallError
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 2000}}, "required": ["answer"]}
+    with pytest.raises(ModelCallError, match=r"\$\.properties\.answer\.maxLength is 2000"):
+        llama_chat.complete("Answer in JSON.", "Say hi.", max_tokens=8, json_schema=schema)
+    schema["properties"]["answer"]["maxLength"] = MAX_GRAMMAR_REPEAT
+    reply = llama_chat.complete("Answer in JSON.", "Say hi.", max_tokens=8, json_schema=schema)
+    assert reply.tokens_out >= 1
