@@ -829,8 +829,12 @@ def verify_slack(signing_secret: str, body: str, timestamp: str | None, signatur
     """None if the request is genuine and fresh, else the reason (for the log; the caller says only 401)."""
     from slack_sdk.signature import Clock, SignatureVerifier
 
-    if not timestamp or not signature:
+    if not timestamp or not signature or not isinstance(timestamp, str) or not isinstance(signature, str):
         return "missing X-Slack-Request-Timestamp or X-Slack-Signature"
+    if not (timestamp.isascii() and signature.isascii()):  # hmac.compare_digest refuses non-ASCII text
+        return "timestamp or signature is not ASCII"
+    if not isinstance(body, str) or not body.isascii() and _not_utf8(body):
+        return "body is not UTF-8 text"
     try:
         ts = int(timestamp)
     except ValueError:
@@ -847,14 +851,25 @@ def verify_slack(signing_secret: str, body: str, timestamp: str | None, signatur
     return None
 
 
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates, e.g. from a JSON \ud800 escape in the event
+        return True
+    return False
+
+
 def verified_form(event: dict, signing_secret: str, *, now: Callable[[], float] = time.time
                   ) -> tuple[dict[str, str] | None, int, str]:
     """The form fields of a Slack request behind API Gateway (HTTP API, payload v2) once its signature and
     timestamp check out: (form, 200, ""); else (None, 400 or 401, the reason, for the log only)."""
     from urllib.parse import parse_qs
 
-    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    headers = event.get("headers") or {}
+    headers = {str(k).lower(): v for k, v in headers.items()} if isinstance(headers, dict) else {}
     raw = event.get("body") or ""
+    if not isinstance(raw, str):
+        return None, 400, "body is not text"
     try:
         body = base64.b64decode(raw).decode("utf-8") if event.get("isBase64Encoded") else raw
     except (ValueError, UnicodeDecodeError):
@@ -882,15 +897,3 @@ def post_to_response_url(url: str, payload: dict) -> int:
     if not allowed_response_url(url):
         raise ValueError("response_url is not a Slack URL")
     return WebhookClient(url, timeout=10).send_dict(payload).status_code
-
-
-def dispatch_async(handler: Callable[[dict, object], object], payload: dict, context) -> None:
-    """Run `handler(payload)` asynchronously: a Lambda Event invoke of this very function on AWS, a
-    daemon thread elsewhere (local runs)."""
-    if _in_lambda() and getattr(context, "invoked_function_arn", None):
-        from processors.adapters import aws
-
-        aws.client("lambda").invoke(FunctionName=context.invoked_function_arn, InvocationType="Event",
-                                    Payload=orjson.dumps(payload))
-        return
-    threading.Thread(target=handler, args=(payload, context), name="sieve-ask-followup", daemon=True).start()

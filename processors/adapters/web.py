@@ -75,7 +75,8 @@ class HttpFetcher:
         except requests.Timeout as exc:
             self._done(host)
             return Fetched(url, current, None, reason="timeout", detail=_short(exc), redirects=redirects)
-        except (requests.RequestException, ValueError, OSError) as exc:  # refused, reset, DNS, bad URL ...
+        except (requests.RequestException, ValueError, OSError, RuntimeError) as exc:  # refused, reset, DNS, bad URL ...
+            # (RuntimeError: requests drains a redirect's body and urllib3 refuses a broken gzip one mid-read)
             self._done(host)
             return Fetched(url, current, None, reason="connection_error", detail=_short(exc), redirects=redirects)
         try:

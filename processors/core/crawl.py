@@ -176,6 +176,8 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
         port = p.port
     except ValueError:
         return None
+    if not host:  # w3lib dropped a host it could not encode (`//\\"x/` -> `https:///%22x/`)
+        return None
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None or (p.scheme, port) in (("http", 80), ("https", 443)) else f"{host}:{port}"
@@ -296,7 +298,19 @@ def gunzip_bounded(body: bytes, limit: int = MAX_DECOMPRESSED) -> bytes:
         raise SitemapError(f"gzip: {exc}") from None
     if d.unconsumed_tail:
         raise SitemapError(f"gzip: more than {limit} bytes uncompressed")
+    if not d.eof:
+        raise SitemapError("gzip: truncated")
     return out
+
+
+def _localname(el) -> str:
+    """An element's name without its namespace; "" for a name lxml recovered but cannot split (`<http:>`)."""
+    if not isinstance(el.tag, str):
+        return ""
+    try:
+        return lxml.etree.QName(el).localname
+    except ValueError:
+        return ""
 
 
 def parse_sitemap(body: bytes, max_urls: int = MAX_SITEMAP_URLS) -> tuple[list[str], list[str]]:
@@ -324,16 +338,16 @@ def parse_sitemap(body: bytes, max_urls: int = MAX_SITEMAP_URLS) -> tuple[list[s
         raise SitemapError(f"XML: {exc}") from None
     if root is None:
         raise SitemapError("XML: no document element")
-    kind = lxml.etree.QName(root).localname if isinstance(root.tag, str) else ""
+    kind = _localname(root)
     if kind not in ("urlset", "sitemapindex"):
         raise SitemapError(f"XML: root element <{kind}> is neither urlset nor sitemapindex")
     child = "url" if kind == "urlset" else "sitemap"
     locs = []
     for el in root:
-        if not isinstance(el.tag, str) or lxml.etree.QName(el).localname != child:
+        if _localname(el) != child:
             continue
         for sub in el:
-            if isinstance(sub.tag, str) and lxml.etree.QName(sub).localname == "loc" and (sub.text or "").strip():
+            if _localname(sub) == "loc" and (sub.text or "").strip():
                 locs.append(sub.text.strip())
                 break
         if len(locs) >= max_urls:
@@ -425,9 +439,13 @@ def _text(el) -> str:
         return normalise_text(el.text_content() if hasattr(el, "text_content") else "")
 
 
+#: What lxml refuses in a text node (C0 controls but tab / newline / CR, surrogates, U+FFFE / U+FFFF).
+_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _wrap(nodes, leading_text: str | None = None):
     div = lxml.html.Element("div")
-    div.text = leading_text
+    div.text = _NOT_XML_TEXT.sub("", leading_text) if leading_text else leading_text
     for n in nodes:
         div.append(copy.deepcopy(n))
     return div

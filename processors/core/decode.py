@@ -34,6 +34,8 @@ REJECT_REASONS = frozenset(
 )
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Event timestamps (epoch ms) must fall before the year 10000 (as parse.MAX_EVENT_SECONDS).
+MAX_TIMESTAMP_MS = 253_402_300_800_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,8 @@ def _decode_cwl(data: bytes, max_bytes: int) -> Decoded | Rejected:
         return Rejected("bad_gzip", str(exc)[:200])
     if not inflater.eof:
         return Rejected("bad_gzip", "truncated gzip stream")
+    if inflater.unused_data:  # a second gzip member or trailing bytes: never silently ignored
+        return Rejected("bad_gzip", f"{len(inflater.unused_data)} bytes after the end of the gzip stream")
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -150,7 +154,7 @@ def decode_cwl_document(doc: dict) -> Decoded | Rejected:
         message, ts, event_id = item.get("message"), item.get("timestamp"), item.get("id")
         if not isinstance(message, str):
             return Rejected("bad_cwl_payload", f"logEvents[{i}].message is not a string")
-        if ts is not None and (type(ts) is not int or ts < 0):
+        if ts is not None and (type(ts) is not int or ts < 0 or ts >= MAX_TIMESTAMP_MS):
             return Rejected("bad_cwl_payload", f"logEvents[{i}].timestamp is not epoch milliseconds")
         if message.endswith("\n"):
             message = message.rstrip("\r\n")

@@ -42,7 +42,8 @@ class FaqRouting:
 
 
 def sequence_of(stream_record: Mapping) -> str:
-    return str((stream_record.get("dynamodb") or {}).get("SequenceNumber", ""))
+    ddb = stream_record.get("dynamodb") if isinstance(stream_record, Mapping) else None
+    return str(ddb.get("SequenceNumber", "")) if isinstance(ddb, Mapping) else ""
 
 
 @dataclass
