@@ -39,7 +39,7 @@ def filled(tables, monkeypatch):
 def test_list_newest_first_with_rule_since_and_limit(filled, capsys):
     assert main(["audit", "list"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:5] == ["ID", "TIME", "RULE", "WINDOW", "STATUS"]
+    assert out[0].split()[:5] == ["ID", "TIME", "RULE", "WINDOW/ROLE", "STATUS"]  # an FAQ record shows its role
     assert [line.split()[0] for line in out[1:]] == [r.audit_id for r in reversed(filled)]
 
     assert main(["audit", "list", "--rule", "errors-by-path", "--json"]) == 0
