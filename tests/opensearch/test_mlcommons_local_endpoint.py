@@ -33,7 +33,7 @@ def ml(os_client):
 def endpoint():
     from processors.runtime.bedrock_local import BedrockLocalServer, build_app
 
-    server = BedrockLocalServer(build_app(n_threads=2), port=0)
+    server = BedrockLocalServer(build_app(model="qwen2.5-coder-0.5b", n_threads=2), port=0)  # the plumbing: the small model
     server.start_background()
     yield server
     server.shutdown()
