@@ -683,11 +683,18 @@ class Run:
             if doc.get("selected") and "failure queue" in str(doc.get("delivery")):
                 dead_in_queue += int(any(f"{rule} · {format_window(start, start + 60)}" in t for t in in_queue))
         incidents_found = 0
+        incidents_missing = []
         for inc in truth["incidents"]:
             w = inc["windows"][0]["window"][0]
             doc = reports.get((inc["rule"], w)) or {}
             if any(list(g["keys"].values()) == inc["rule_keys"] for g in doc.get("selected", [])):
                 incidents_found += 1
+            else:  # what the stored report says instead, to tell a selection problem from a counting one
+                incidents_missing.append({"kind": inc["kind"], "rule": inc["rule"], "window": w, "keys": inc["rule_keys"],
+                                          "report": bool(doc), "selected": [g.get("keys") for g in doc.get("selected", [])],
+                                          "not_selected": (doc.get("not_selected") or [])[:5],
+                                          "top": ((doc.get("topn") or {}).get("contributors") or [])[:3],
+                                          "late": doc.get("late_events"), "delivery": str(doc.get("delivery"))[:200]})
         secrets = self._secrets(store)
         faq = self._faq(prefix)
         return {
@@ -706,6 +713,7 @@ class Run:
                                  "finalised_after_s": round(float(doc.get("finalised_at", 0)) - self.wall0, 1)}
                                 for (rule, start), doc in sorted(reports.items())],
             "incidents": {"expected": len(truth["incidents"]), "found_and_selected": incidents_found},
+            "incidents_missing": incidents_missing,
             "faq": faq,
             "secrets": secrets,
         }

@@ -172,7 +172,9 @@ def select_groups(
             ok.append(f"approximate count (error bound {_num(report.error_bound)})")
         if not bad and config.cooldown_seconds:
             last = history.last_selected.get(c.keys)
-            if last is not None and now - last.at < config.cooldown_seconds:
+            # a selection stored at this very window's end is this window's own: the finaliser remembered it and
+            # was stopped before it stored the report, and runs the window again; that is not an earlier selection
+            if last is not None and last.at != now and now - last.at < config.cooldown_seconds:
                 grown = last.value > 0 and c.value >= last.value * config.cooldown_growth_factor
                 if grown:
                     ok.append(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 
 import pytest
@@ -105,6 +107,23 @@ def test_cooldown_blocks_unless_grown(report_factory):
     assert ("404", "/favicon.ico") in picked  # cooldown over
     nxt = remember(sel, last, at=now)
     assert nxt[("503", "/api/pay")] == LastSelected(now, 60.0) and nxt[("500", "/api/orders")] == last[("500", "/api/orders")]
+
+
+def test_a_window_run_again_keeps_its_own_selection(report_factory):
+    """Found by the fault harness under load: the finaliser remembers a selection (at the window's end) and
+    is killed before it stores the window's report; run again, the window must select the same groups
+    (its own selection is not an earlier one in cooldown), or the incident is never reported."""
+    report = report_factory(rows=ROWS)
+    cfg = SelectionConfig(min_count=50, cooldown_seconds=900, max_groups=10)
+    first = select_groups(report, cfg, SelectionHistory())
+    assert first.selected
+    remembered = remember(first, {}, at=report.window.end)
+    again = select_groups(report, cfg, SelectionHistory(last_selected=remembered))
+    assert again.selected_keys() == first.selected_keys()
+    # the next window still sees it as selected 60 s ago
+    later = dataclasses.replace(report, window=dataclasses.replace(report.window, start=report.window.end,
+                                                                     end=report.window.end + 60))
+    assert not select_groups(later, cfg, SelectionHistory(last_selected=remembered)).selected
 
 
 def test_max_groups_and_deterministic_order(report_factory):
