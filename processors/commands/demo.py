@@ -176,7 +176,7 @@ def run(args) -> int:
         console.print(f"[dim]8.[/] finaliser: {len(finalised)} window(s) finalised, {len(posted)} message(s) for Slack "
                       f"({time.monotonic() - t:.1f}s{', model calls included' if analyser.kind != 'none' else ''})")
 
-        from processors.runtime.slack_terminal import people_view_of
+        from processors.runtime.people_view import people_view_of
 
         view = people_view_of(loaded.config)
         _print_topn(console, finalised, view)

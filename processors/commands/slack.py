@@ -23,7 +23,7 @@ class SlackCommandError(SieveError):
 
 
 def register(subparsers) -> None:
-    from processors.runtime.slack_terminal import CONFIG_HELP
+    from processors.runtime.people_view import CONFIG_HELP
 
     parser = subparsers.add_parser("slack", help="local Slack receiver (webhook and Web API) and payload viewer")
     sub = parser.add_subparsers(dest="slack_command", metavar="SUBCOMMAND")

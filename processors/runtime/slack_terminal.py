@@ -242,39 +242,4 @@ def show(payloads: Iterable[dict], console: Console | None = None, view: ForPeop
         console.print(payload_renderable(payload, view))
 
 
-#: the --config help of every command that prints log-derived text
-CONFIG_HELP = ("pipelines.yaml whose ai.redact patterns mask secrets in what is shown (default: $SIEVE_CONFIG "
-               "or ./pipelines.yaml when present, else the built-in patterns)")
-
-
-def people_view_of(config: Any) -> ForPeople:
-    """The redaction for people of a loaded `Config`: its `pipelines.logs.ai.redact` patterns (the ones
-    the model's digest and Slack get), without the IP pseudonyms; the built-ins without a logs pipeline."""
-    from processors.core.redact import patterns_from_config
-
-    logs = getattr(getattr(config, "pipelines", None), "logs", None)
-    if logs is None:
-        return ForPeople()
-    spec = logs.ai.redact
-    return ForPeople(patterns_from_config(spec.builtin, [p.model_dump() for p in spec.extra_patterns]))
-
-
-def people_view(config: str | None = None) -> ForPeople:
-    """The redaction for what a command prints: that of pipelines.yaml (`config`, else $SIEVE_CONFIG,
-    else ./pipelines.yaml), or the built-in patterns when there is no such file. A config named with
-    --config must load; a default one that does not is reported on stderr and the built-ins are used."""
-    from processors.config.loader import load, resolve_path
-    from processors.errors import ConfigError
-
-    path = resolve_path(config)
-    if config is None and not path.exists():
-        return ForPeople()
-    try:
-        return people_view_of(load(path).config)
-    except (ConfigError, OSError) as exc:
-        if config is not None:
-            raise
-        why = f"{len(exc.problems)} error(s), see `sieve validate`" if isinstance(exc, ConfigError) else str(exc)
-        print(f"warning: {path} is not usable ({why}); secrets are masked with the built-in patterns only, "
-              "not its ai.redact extra_patterns", file=sys.stderr)
-        return ForPeople()
+from processors.runtime.people_view import CONFIG_HELP, people_view, people_view_of  # noqa: E402,F401 - re-exported

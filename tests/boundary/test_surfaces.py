@@ -126,3 +126,46 @@ def test_people_patterns_keep_a_config_pattern_that_reuses_a_pseudonym_name():
     mine = Pattern("ipv6", r"secret-\w+", "<gone>")
     assert mine in people_patterns((*DEFAULT_PATTERNS, mine))
     assert json.dumps(for_people("secret-x 10.0.0.1", (*DEFAULT_PATTERNS, mine))) == '"<gone> 10.0.0.1"'
+
+
+def test_people_view_snapshot_is_used_only_for_the_same_file_variables_and_code(tmp_path, monkeypatch, capsys):
+    """The redaction of a config that loaded is kept (so `sieve topn` does not load YAML and pydantic on
+    every run); a changed file or a changed ${VAR} it names loads it again, a config that does not load
+    is never kept."""
+    import subprocess
+    import sys
+
+    from processors.runtime import people_view as pv
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SIEVE_CONFIG", raising=False)
+    cfg = _config(tmp_path, [{"name": "customer", "regex": r"CUST-\d+", "replacement": "${CUST_MASK:-CUST-?}"}])
+    loads = []
+    real_load = __import__("processors.config.loader", fromlist=["load"]).load
+    monkeypatch.setattr("processors.config.loader.load", lambda p: loads.append(p) or real_load(p))
+    assert pv.people_view(str(cfg))("CUST-1") == "CUST-?"
+    assert pv.people_view(str(cfg))("CUST-1") == "CUST-?"
+    assert len(loads) == 1 and len(list((tmp_path / "cache" / "sieve" / "people-view").glob("*.json"))) == 1
+    monkeypatch.setenv("CUST_MASK", "<customer>")  # a variable the file names: loaded again, new value
+    assert pv.people_view(str(cfg))("CUST-1") == "<customer>" and len(loads) == 2
+    cfg.write_text(cfg.read_text().replace(r"CUST-\d+", r"CUST-[0-9]+X"))  # the file changed
+    assert pv.people_view(str(cfg))("CUST-1 CUST-1X") == "CUST-1 <customer>" and len(loads) == 3
+    assert pv.people_view(str(cfg), snapshot=False)("CUST-1X") == "<customer>" and len(loads) == 4
+    # a config that does not load: never kept, its error comes every time
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipelines: {logs: {nope: 1}}\n")
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            pv.people_view(str(bad))
+    # a snapshot that is not one (truncated, another key) is ignored
+    for f in (tmp_path / "cache" / "sieve" / "people-view").glob("*.json"):
+        f.write_bytes(b'{"key": "other", "spec": null}')
+    assert len(loads) == 6  # the bad config, loaded twice
+    assert pv.people_view(str(cfg))("CUST-1X") == "<customer>" and len(loads) == 7
+    # and a run that finds the snapshot imports neither YAML nor pydantic
+    out = subprocess.run([sys.executable, "-c", "import sys, json\nfrom processors.runtime.people_view import people_view\n"
+                          f"v = people_view({str(cfg)!r})\n"
+                          "print(json.dumps([v('CUST-1X'), sorted(m for m in ('yaml', 'pydantic') if m in sys.modules)]))"],
+                         capture_output=True, text=True, check=True, timeout=120,
+                         env={**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert out.stdout.strip() == '["<customer>", []]'
