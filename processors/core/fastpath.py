@@ -22,7 +22,7 @@ How one chunk is done:
   them (status an integer 100-599, bytes and latency non-negative, ...); every other key must be one
   the first lines showed, with one of the types they showed (`forbid_unknown_fields`), so msgspec
   validates each value as orjson would (a number orjson reads as infinity is refused by both). A line
-  msgspec refuses for any reason, a line that does not start with `{` and end with `}`, a time that
+  msgspec refuses for any reason (each line is decoded alone, as `parse_json` reads it), a time that
   is not `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` is handed to `parse_json` alone. The event time's second
   (the first 19 characters) gives the window; lines are counted per second in C; the status filter
   picks candidate rows in C; only candidates are applied (specialised loops for plain keys and Sum).
@@ -657,40 +657,33 @@ class _JsonPath(FastPath):
 
     # -- one chunk -------------------------------------------------------------------------------
 
-    def _decode(self, block: bytes, nlines: int, end: int):
-        """Rows of `block[:end]` (then a `\\n` or nothing): None unless every line is one object msgspec takes."""
-        if not (block[:1] == b"{" and block[end - 1:end] == b"}"):
-            return None
-        if nlines > 1 and block.count(b"}\n{") != nlines - 1:  # every line starts with { and ends with }
-            return None
+    def _decode(self, lines: list[bytes]):
+        """The rows of these lines, one each (msgspec on each line alone, as `parse_json` reads each line
+        alone), or None when msgspec refuses any of them."""
         try:
-            rows = self.dec.decode_lines(block)
+            return list(map(self.dec.decode, lines))
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return None
-        return rows if len(rows) == nlines else None
 
     def _chunk(self, body: bytes):
+        lines = body.split(b"\n")
+        if body.endswith(b"\n"):
+            lines.pop()
         if self.dec is None:
-            self._learn(body.split(b"\n", _LEARN_LINES)[:_LEARN_LINES])
+            self._learn(lines[:_LEARN_LINES])
             self._build()
         st = self.new_state()
-        end = len(body) - 1 if body.endswith(b"\n") else len(body)
-        nlines = body.count(b"\n") + (end == len(body))
-        rows = self._decode(body, nlines, end)
+        rows = self._decode(lines)
         if rows is not None and self._rows(st, rows):
             return tuple(st)
         # in blocks: blocks msgspec takes go fast, the lines of the others through parse_json
         st = self.new_state()
-        lines = body.split(b"\n")
-        if end < len(body):
-            lines.pop()
         for b in range(0, len(lines), _BLOCK):
             part = lines[b:b + _BLOCK]
-            block = b"\n".join(part)
-            rows = self._decode(block, len(part), len(block))
+            rows = self._decode(part)
             if rows is None and self.builds < _MAX_BUILDS and self._learn(part):
                 self._build()  # keys or types the first lines did not show
-                rows = self._decode(block, len(part), len(block))
+                rows = self._decode(part)
             if rows is not None and self._rows(st, rows):
                 continue
             for raw in part:

@@ -218,6 +218,9 @@ def test_json_edge_cases_match_the_reference():
     random.Random(5).shuffle(lines)
     data = ("\n".join(lines) + "\n").encode() + b'{"time":"2024-03-04T10:00:05Z","status":500,"path":"/\xff"}\n' \
         + b'{"time":"2024-03-04T10:00:05Z","status":500,"path":"/crlf"}\r\n'
+    # an object cut over two lines next to a line of two objects: as many objects as lines, none of them a line
+    data += b'{"time":"2024-03-04T10:00:06Z","status":500,\n"path":"/span"}\n' \
+        + b'{"time":"2024-03-04T10:00:06Z","status":500,"path":"/a"} {"time":"2024-03-04T10:00:06Z","status":500}\n'
     rules = json_rules()
     for group in (rules, *[[r] for r in rules]):
         for size in (1, 700, 1 << 20):
@@ -300,12 +303,16 @@ def test_split_lines_is_how_sieve_topn_reads_text():
     assert fastpath.split_lines(b"\xff\n") == ["\udcff"]
 
 
-def test_sieve_topn_reads_plain_and_gzip_files_in_chunks_as_line_by_line(tmp_path):
+def test_sieve_topn_reads_plain_and_gzip_files_in_chunks_as_line_by_line(tmp_path, monkeypatch):
     import gzip
 
     from processors.commands.topn import feed_file
 
-    data = generated("combined", 2000) + b"\n   \nnot a log line\n" + generated("combined", 500, seed=8).rstrip(b"\n")
+    from processors.commands import topn
+
+    long_line = b"x" * 3000  # longer than the small chunks below: a chunk is never cut inside a line
+    data = generated("combined", 2000) + b"\n   \nnot a log line\n" + long_line + b"\n" \
+        + generated("combined", 500, seed=8).rstrip(b"\n")
     plain, gz = tmp_path / "a.log", tmp_path / "a.log.gz"
     plain.write_bytes(data)
     gz.write_bytes(gzip.compress(data))
@@ -313,7 +320,9 @@ def test_sieve_topn_reads_plain_and_gzip_files_in_chunks_as_line_by_line(tmp_pat
     ref = Accumulator(rules, period=60)
     ref._fast = fastpath.FastPath(ref)
     want = state(ref, ref.add_chunk(data))
-    for f in (plain, gz):
-        acc = Accumulator(rules, period=60)
-        assert state(acc, feed_file(f, acc, {})) == want
-    assert want[4] == 2 and want[3] == {"malformed_line": 1}
+    for chunk in (topn.CHUNK_BYTES, 1000, 4096):  # plain files are cut from a memory map, gzip is read
+        monkeypatch.setattr(topn, "CHUNK_BYTES", chunk)
+        for f in (plain, gz):
+            acc = Accumulator(rules, period=60)
+            assert state(acc, feed_file(f, acc, {})) == want, (f.name, chunk)
+    assert want[4] == 2 and want[3] == {"malformed_line": 2}
