@@ -128,7 +128,8 @@ def sieve_answer(out: bytes) -> tuple[dict, dict]:
     return answer, doc["stats"]
 
 
-def compare(fmt: str, rule: str, log: Path, lines: int, repeat: int, baseline: Path | None = None) -> dict:
+def compare(fmt: str, rule: str, log: Path, lines: int, repeat: int, baseline: Path | None = None,
+            baseline_name: str = "before") -> dict:
     rule_file = ROOT / "rules" / ("json" if fmt == "json" else "") / f"{rule}.json"
     sieve = [str(Path(sys.executable).parent / "sieve"), "topn", "--json", "--rule", str(rule_file), str(log)]
     duck = [sys.executable, str(Path(__file__).resolve()), "--duckdb", fmt, rule, str(log)]
@@ -169,11 +170,12 @@ def compare(fmt: str, rule: str, log: Path, lines: int, repeat: int, baseline: P
         "sieve_over_duckdb_cpu": round(med_cpu["duckdb"] / med_cpu["sieve"], 2),
         "same_answer": same,
         "windows": len(first),
-    } | ({"before_fast_path": {
+    } | ({"baseline": {"name": baseline_name,
         "median_seconds": round(med["before"], 3), "lines_per_second": round(lines / med["before"]),
         "median_cpu_seconds": round(med_cpu["before"], 3), "runs_seconds": [round(w, 3) for w, _, _ in runs["before"]],
         "sieve_speedup": round(med["before"] / med["sieve"], 2), "before_over_duckdb_speed": round(med["duckdb"] / med["before"], 2),
-        "command": "the same sieve topn from a copy of the code before the fast path (--baseline DIR)"}} if baseline else {})  # fmt: skip
+        "command": "the same sieve topn from a copy of an earlier commit's code (--baseline DIR --baseline-name NAME)"}}
+        if baseline else {})  # fmt: skip
 
 
 def explain_cost(log: Path, lines: int, repeat: int) -> dict:
@@ -275,6 +277,7 @@ def main() -> int:
     ap.add_argument("--skip-state", action="store_true", help="skip the state-size measurements (step 3)")
     ap.add_argument("--baseline", help="a directory holding processors/ of an earlier commit (`git archive COMMIT "
                     "processors | tar -x -C DIR`): its sieve topn runs in the same alternation, for before/after")
+    ap.add_argument("--baseline-name", default="before", help="what the baseline is, e.g. its commit (recorded with it)")
     args = ap.parse_args()
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="sieve-bench-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -289,7 +292,8 @@ def main() -> int:
     for fmt in ("combined", "json"):
         for rule in ("errors-by-path", "bytes-by-client"):
             cases[f"{fmt}/{rule}"] = compare(fmt, rule, logs[fmt], args.lines, args.repeat,
-                                             Path(args.baseline).resolve() if args.baseline else None)
+                                             Path(args.baseline).resolve() if args.baseline else None,
+                                             args.baseline_name)
             c = cases[f"{fmt}/{rule}"]
             print(f"{fmt} {rule}: sieve {c['sieve']['lines_per_second']:,} lines/s, duckdb (1 thread) "
                   f"{c['duckdb_1_thread']['lines_per_second']:,} lines/s, ratio {c['sieve_over_duckdb_speed']} "
