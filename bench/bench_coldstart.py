@@ -1,6 +1,6 @@
 """Cold start of each Lambda handler module against `import boto3`, whole processes, paired runs.
 
-    .venv/bin/python bench/bench_coldstart.py [--pairs 11] [--handlers logs,finaliser,...]
+    .venv/bin/python bench/bench_coldstart.py [--pairs 11] [--rounds 9] [--handlers logs,finaliser,...]
 
 1. import: for each handler, PAIRS pairs of fresh processes `python -c 'import processors.handlers.X'`
    and `python -c 'import boto3'`, the order alternating within each pair (so machine load hits both
@@ -13,6 +13,14 @@
    against a moto server (resources from pipelines.yaml; analyser `none` for the finaliser, so no model
    is loaded), paired with `import boto3` as in step 1. This is the cold start a user pays in full
    (Lambda bills the init phase and the first invocation alike).
+3. first invocation, before and after issue 13's shared boto3 session (processors/adapters/aws.py): one
+   fresh process imports the handler and calls `handler(event, context)` once with a real event against
+   the moto server (the logs processor: a Kinesis batch of access-log lines on a shard of its own, so every
+   run does the same work; the finaliser: EventBridge's scheduled event, run before any partial is written,
+   so it reads progress, lists the stream's shards and finds no closed window). "before" runs the same code
+   with `aws.session`/`aws.client` replaced by their earlier bodies (a new `boto3.Session` per client);
+   rounds of three processes (after, before, `import boto3`) in rotating order; the figures are medians of
+   the per-round ratios, and the boto3 sessions each variant creates are counted in one more process.
 
 Writes bench/results/coldstart.json. Timing only: tests/test_imports.py guards the laziness itself.
 """
@@ -56,6 +64,15 @@ def run(stmt: str, env: dict | None = None) -> tuple[float, float, float]:
         raise SystemExit(f"{stmt!r} failed:\n{out.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, float(out.stdout.strip().splitlines()[-1]), cpu
+
+
+def summary(rows: list, side: int, base: int) -> dict:
+    """Medians of one side's per-round ratios against a base (both (wall, in-process, cpu) rows)."""
+    return {
+        "ratio_whole_process": round(statistics.median(r[side][0] / r[base][0] for r in rows), 3),
+        "ratio_whole_process_cpu": round(statistics.median(r[side][2] / r[base][2] for r in rows), 3),
+        "ratio_in_process": round(statistics.median(r[side][1] / r[base][1] for r in rows), 3),
+    }
 
 
 def paired(stmt: str, pairs: int, env: dict | None = None) -> dict:
@@ -111,6 +128,109 @@ def breakdown(h: str, build: str, env: dict, runs: int = 5) -> dict:
     return {k: round(1000 * statistics.median(r[k] for r in rows), 1) for k in rows[0]}
 
 
+# the code before issue 13: every aws.session() / aws.client() call built a new boto3 session
+UNCACHED = """
+import boto3
+from processors.adapters import aws
+def _session(region_name=None):
+    return boto3.Session(region_name=aws.region(region_name))
+def _client(service, region_name=None, **kwargs):
+    kwargs.setdefault("config", aws.CLIENT_CONFIG)
+    return _session(region_name).client(service, **kwargs)
+aws.session, aws.client = _session, _client
+"""
+
+# the first invocation: a real event (written by `events()`), a Lambda-like context
+INVOKE = {
+    "logs": """import json, uuid
+import processors.handlers.logs as h
+ev = json.load(open({path!r}))
+shard = "shardId-" + uuid.uuid4().hex[:12]
+for r in ev["Records"]:
+    r["eventID"] = shard + ":" + r["eventID"].split(":")[1]
+out = h.handler(ev, None)
+assert out == {{"batchItemFailures": []}}, out""",
+    "finaliser": """import json
+from processors.runtime.lambda_context import LambdaContext
+import processors.handlers.finaliser as h
+ev = json.load(open({path!r}))
+out = h.handler(ev, LambdaContext(function_name="logs-finaliser", timeout_seconds=300,
+    invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:logs-finaliser"))
+assert "finalised" in out, out""",
+}
+
+COUNT_SESSIONS = """
+import boto3.session
+_made = []
+_init = boto3.session.Session.__init__
+def _spy(self, *a, **k):
+    _made.append(1)
+    _init(self, *a, **k)
+boto3.session.Session.__init__ = _spy
+{stmt}
+print(len(_made))
+"""
+
+
+def events(tmp: Path) -> dict[str, Path]:
+    """The first invocations' events: a Kinesis batch of 200 access-log lines stamped now, the scheduled event."""
+    import base64
+
+    now = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/sieve-access-logs"
+    lines = [f'192.0.2.{i % 50} - - [{now}] "GET /api/{i % 7} HTTP/1.1" {500 if i % 3 else 404} 12 "-" "ua"'
+             for i in range(200)]
+    kinesis = {"Records": [{
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": str(i), "sequenceNumber": str(49590338271490256608559692538361571095921575989136588898 + i),
+                    "data": base64.b64encode(line.encode()).decode(), "approximateArrivalTimestamp": time.time()},
+        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventID": f"shardId-000000000000:{4959 + i}",
+        "eventName": "aws:kinesis:record", "awsRegion": "us-east-1", "eventSourceARN": arn} for i, line in enumerate(lines)]}
+    scheduled = {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "Scheduled Event",
+                 "source": "aws.events", "account": "123456789012", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/logs-finaliser-schedule"],
+                 "detail": {}}
+    out = {"logs": tmp / "kinesis.json", "finaliser": tmp / "scheduled.json"}
+    out["logs"].write_bytes(orjson.dumps(kinesis))
+    out["finaliser"].write_bytes(orjson.dumps(scheduled))
+    return out
+
+
+def sessions_made(stmt: str, env: dict) -> int:
+    out = subprocess.run([sys.executable, "-c", COUNT_SESSIONS.format(stmt=stmt)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"counting sessions failed:\n{out.stderr[-2000:]}")
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def first_invocation(stmt: str, rounds: int, env: dict) -> dict:
+    """Rounds of (after, before, import boto3) whole processes in rotating order; medians of the ratios."""
+    variants = (stmt, UNCACHED + stmt, "import boto3")
+    rows = []
+    for i in range(rounds):
+        order = [(i + j) % 3 for j in range(3)]
+        got = {k: run(variants[k], env) for k in order}
+        rows.append((got[0], got[1], got[2]))
+    out: dict = {}
+    for name, side in (("after", 0), ("before", 1)):
+        out[name] = {**summary(rows, side, 2),
+                     "handler_ms": round(1000 * statistics.median(r[side][0] for r in rows), 1),
+                     "handler_in_process_ms": round(1000 * statistics.median(r[side][1] for r in rows), 1),
+                     "handler_cpu_ms": round(1000 * statistics.median(r[side][2] for r in rows), 1),
+                     "boto3_sessions": sessions_made(variants[side], env)}
+    out["boto3_ms"] = round(1000 * statistics.median(r[2][0] for r in rows), 1)
+    out["boto3_cpu_ms"] = round(1000 * statistics.median(r[2][2] for r in rows), 1)
+    after_over_before = summary(rows, 0, 1)
+    out["after_over_before"] = {"whole_process": after_over_before["ratio_whole_process"],
+                                "whole_process_cpu": after_over_before["ratio_whole_process_cpu"],
+                                "in_process": after_over_before["ratio_in_process"]}
+    out["saved_ms_whole_process"] = round(1000 * statistics.median(r[1][0] - r[0][0] for r in rows), 1)
+    out["rounds"] = rounds
+    out["ratios_after"] = [round(r[0][0] / r[2][0], 3) for r in rows]
+    out["ratios_before"] = [round(r[1][0] / r[2][0], 3) for r in rows]
+    return out
+
+
 def stack_env(tmp: Path) -> tuple[dict, subprocess.Popen]:
     """A moto server with pipelines.yaml's resources, and the environment a handler process needs."""
     port = free_port()
@@ -136,6 +256,7 @@ def stack_env(tmp: Path) -> tuple[dict, subprocess.Popen]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=11)
+    ap.add_argument("--rounds", type=int, default=9, help="rounds of the first invocation (after, before, boto3)")
     ap.add_argument("--handlers", default=",".join(HANDLERS))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "coldstart.json"))
     args = ap.parse_args()
@@ -150,10 +271,22 @@ def main() -> None:
               f"({imports[h]['handler_ms']:.0f} vs {imports[h]['boto3_ms']:.0f} ms whole process; CPU "
               f"{imports[h]['ratio_whole_process_cpu']:.2f}x)", flush=True)
 
-    first = {}
+    first, invoked = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         env, moto = stack_env(Path(tmp))
+        paths = events(Path(tmp))
         try:
+            # the finaliser first: it then runs before any partial is in the state table (nothing to post)
+            for h in ("finaliser", "logs"):
+                if h not in handlers:
+                    continue
+                invoked[h] = first_invocation(INVOKE[h].format(path=str(paths[h])), args.rounds, env)
+                a, b = invoked[h]["after"], invoked[h]["before"]
+                print(f"import + first invocation {h:10s} after {a['ratio_whole_process']:.2f}x import boto3 "
+                      f"({a['handler_ms']:.0f} ms, {a['boto3_sessions']} session), before "
+                      f"{b['ratio_whole_process']:.2f}x ({b['handler_ms']:.0f} ms, {b['boto3_sessions']} sessions); "
+                      f"after/before {invoked[h]['after_over_before']['whole_process']:.2f} "
+                      f"(CPU {invoked[h]['after_over_before']['whole_process_cpu']:.2f})", flush=True)
             builds = {"logs": "import processors.handlers.logs as h\nh._ingest.get()",
                       "finaliser": "import processors.handlers.finaliser as h\nh._finaliser.get()"}
             for h, stmt in builds.items():
@@ -174,11 +307,17 @@ def main() -> None:
         "python_alone_ms": round(1000 * python_alone, 1),
         "import": imports,
         "import_plus_first_build": first,
+        "import_plus_first_invocation": invoked,
         "notes": ("ratio = median over pairs of (handler process wall time / boto3 process wall time), order "
                   "alternating within pairs; ratio_whole_process_cpu = the same with the processes' CPU time "
                   "(user + system), which a busy machine disturbs less; import_plus_first_build = the module import plus the use case "
                   "built on the first invocation (pipelines.yaml validated, boto3 clients, core modules) "
-                  "against a local moto server, analyser none"),
+                  "against a local moto server, analyser none; import_plus_first_invocation = the module import "
+                  "and handler(event, context) once with a real event against the moto server, `after` with the "
+                  "shared boto3 session (processors/adapters/aws.py), `before` with a new session per client as "
+                  "the code had it, rounds of (after, before, import boto3) processes in rotating order, ratios "
+                  "against import boto3 and after/before as medians of the per-round ratios, boto3_sessions "
+                  "counted in one more process per variant"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -50,22 +52,87 @@ def _localstack_host() -> str | None:
     return os.environ.get("LOCALSTACK_HOST") or None  # None: localstack-client's default, localhost:4566
 
 
-def session(region_name: str | None = None):
-    """A boto3 session; for LocalStack (`target()`), localstack-client's, which points every client at
-    LocalStack's edge endpoint (AWS_ENDPOINT_URL, when set, still wins) with the configured keys or test ones."""
-    if target() == "localstack":
-        from localstack_client.session import Session as LocalStackSession
+# One session per container and settings. A new boto3 session reloads botocore's loaders, endpoint and
+# service data (30-200 ms each); the finaliser's first invocation built seven (issue 13). Sessions are
+# kept per (target, region, the environment a session reads): every AWS_* variable (endpoint, keys,
+# profile, config files, ...), LocalStack's variables and SIEVE_TARGET. So a test or the fault harness
+# that points AWS_ENDPOINT_URL elsewhere, or changes the keys, gets a session for what is set now; a
+# Lambda container, whose environment does not change, builds one. Clients are not cached: each adapter
+# gets its own (Powertools registers handlers on the clients it is given), made under one lock because a
+# boto3 session is not thread-safe to create clients or resources from.
+_SESSIONS: OrderedDict[tuple, object] = OrderedDict()
+_SESSIONS_KEPT = 16  # the least recently used beyond this are dropped (a long test run's old endpoints)
+_LOCK = threading.RLock()  # guards _SESSIONS and every client()/resource() made from a shared session
+_TARGET_VARIABLES = ("SIEVE_TARGET", *LOCALSTACK_VARIABLES)
 
-        creds = boto3.Session().get_credentials()
+
+def _settings_key(region_name: str | None) -> tuple:
+    env = tuple(sorted((k, v) for k, v in os.environ.items()
+                       if (k.startswith("AWS_") and not k.startswith("AWS_LAMBDA_")) or k in _TARGET_VARIABLES))
+    return target(), region(region_name), env
+
+
+class _Locked:
+    """client() and resource() under the module's lock (boto3: "sessions are not thread safe")."""
+
+    def client(self, *args, **kwargs):
+        with _LOCK:
+            return super().client(*args, **kwargs)
+
+    def resource(self, *args, **kwargs):
+        with _LOCK:
+            return super().resource(*args, **kwargs)
+
+
+class _SharedSession(_Locked, boto3.session.Session):
+    pass
+
+
+@functools.lru_cache(maxsize=1)
+def _shared_localstack_session_class():
+    from localstack_client.session import Session as LocalStackSession
+
+    return type("_SharedLocalStackSession", (_Locked, LocalStackSession), {})
+
+
+def _new_session(region_name: str | None):
+    if target() == "localstack":
+        creds = _SharedSession().get_credentials()
         frozen = creds.get_frozen_credentials() if creds is not None else None
-        return LocalStackSession(aws_access_key_id=frozen.access_key if frozen else "test",
-                                 aws_secret_access_key=frozen.secret_key if frozen else "test",
-                                 aws_session_token=(frozen.token if frozen else None),
-                                 region_name=region(region_name), localstack_host=_localstack_host())
-    return boto3.Session(region_name=region(region_name))
+        return _shared_localstack_session_class()(
+            aws_access_key_id=frozen.access_key if frozen else "test",
+            aws_secret_access_key=frozen.secret_key if frozen else "test",
+            aws_session_token=(frozen.token if frozen else None),
+            region_name=region(region_name), localstack_host=_localstack_host())
+    return _SharedSession(region_name=region(region_name))
+
+
+def session(region_name: str | None = None):
+    """The container's boto3 session for this region and the current settings (one per (target, region,
+    AWS_* / LocalStack variables); see `_SESSIONS`); for LocalStack (`target()`), localstack-client's, which
+    points every client at LocalStack's edge endpoint (AWS_ENDPOINT_URL, when set, still wins) with the
+    configured keys or test ones. Its client() and resource() are thread-safe (one lock)."""
+    key = _settings_key(region_name)
+    with _LOCK:
+        found = _SESSIONS.get(key)
+        if found is not None:
+            _SESSIONS.move_to_end(key)
+            return found
+        made = _SESSIONS[key] = _new_session(region_name)
+        while len(_SESSIONS) > _SESSIONS_KEPT:
+            _SESSIONS.popitem(last=False)
+        return made
+
+
+def reset_sessions() -> None:
+    """Forget the shared sessions (tests; a changed ~/.aws/config, which the key does not see)."""
+    with _LOCK:
+        _SESSIONS.clear()
 
 
 def client(service: str, region_name: str | None = None, **kwargs):
+    """A new client from the shared session (`session()`), with bounded retries and timeouts unless
+    `config` says otherwise. It reads AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>) now."""
     kwargs.setdefault("config", _RETRIES)
     return session(region_name).client(service, **kwargs)
 
