@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
 
-import jsonschema
 import orjson
 
 from processors.core.budget import (
@@ -54,6 +53,8 @@ MAX_REPLY_CHARS = 4000
 @functools.lru_cache(maxsize=1)
 def _analysis_schema_text() -> str:
     """The answer schema ships inside the package (processors/data; schemas/ links to it)."""
+    import jsonschema  # here, not at import: a finaliser run that asks no model never needs it
+
     text = resources.files("processors.data").joinpath("analysis.schema.json").read_text(encoding="utf-8")
     jsonschema.Draft202012Validator.check_schema(json.loads(text))
     return text
@@ -110,6 +111,8 @@ def parse_analysis(text: str, schema: Mapping, digest: Digest, language: str = "
         data = orjson.loads(strip_fence(text))
     except orjson.JSONDecodeError as exc:
         raise InvalidAnswer(f"not JSON: {exc}") from None
+    import jsonschema
+
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         shown = "; ".join(f"{e.json_path}: {e.message[:120]}" for e in errors[:3])

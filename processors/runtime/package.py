@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -83,15 +84,52 @@ def find_python(version: str) -> Path | None:
 # --------------------------------------------------------------------------- archives
 
 
-def _zip_dir(src: Path, dest: Path, *, prefix: str = "") -> None:
+#: layers shipped with the runtime's bytecode (see build_layer)
+BYTECODE_LAYERS = ("base",)
+
+
+def _zip_dir(src: Path, dest: Path, *, prefix: str = "", pyc_tag: str | None = None) -> None:
+    """Zip a directory; bytecode only when it is the runtime's (`pyc_tag`, e.g. cpython-312), as
+    `compile_for_runtime` writes it."""
     tmp = dest.with_suffix(".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
         for path in sorted(p for p in src.rglob("*") if p.is_file()):
             rel = path.relative_to(src).as_posix()
-            if "__pycache__/" in rel or rel.endswith(".pyc"):
+            if ("__pycache__/" in rel or rel.endswith(".pyc")) and not _runtime_pyc(rel, pyc_tag):
                 continue
             _write(zf, prefix + rel, path)
     tmp.replace(dest)
+
+
+def _runtime_pyc(rel: str, pyc_tag: str | None) -> bool:
+    return pyc_tag is not None and "__pycache__/" in rel and rel.endswith(f".{pyc_tag}.pyc")
+
+
+def pyc_tag(version: str) -> str:
+    return "cpython-" + version.replace(".", "")
+
+
+def compile_for_runtime(root: Path, *, python: Path, version: str, prefix: str) -> str | None:
+    """Compile every module under `root` to bytecode with the runtime's CPython (`python` must be that
+    minor version: bytecode is version-specific), as `__pycache__/*.cpython-3XY.pyc` with unchecked-hash
+    invalidation: Lambda's /var/task and /opt are read-only, so without bytecode in the archive every
+    cold start compiles every module it imports from source, and a timestamp-checked .pyc would not
+    match the archive's fixed file times. Tracebacks name the files where Lambda unpacks them
+    (`prefix`: /var/task or /opt/python). Returns the tag, or None (another Python: no bytecode)."""
+    try:
+        out = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, timeout=30)
+    except OSError:
+        return None
+    if out.returncode != 0 or out.stdout.strip() != version:
+        return None
+    proc = subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                           "-s", str(root), "-p", prefix, str(root)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:  # a module that does not compile (a test file of a dependency for another Python)
+        bad = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][:5]
+        if not any(root.rglob(f"*.{pyc_tag(version)}.pyc")):
+            raise SieveError(f"compileall failed under {root}: " + " | ".join(bad))
+    return pyc_tag(version)
 
 
 def _write(zf: zipfile.ZipFile, arcname: str, path: Path) -> None:
@@ -108,6 +146,11 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _has_pyc(path: Path, tag: str) -> bool:
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith(f".{tag}.pyc") for n in zf.namelist())
 
 
 def unzipped_size(path: Path) -> int:
@@ -144,13 +187,17 @@ def code_files(config_path: Path) -> list[tuple[str, Path]]:
     return files
 
 
-def build_code(out: Path, config_path: Path) -> Path:
+def build_code(out: Path, config_path: Path, *, python: Path | None = None, version: str | None = None) -> Path:
+    """code.zip: `code_files`, with their bytecode for the runtime when `python` is its CPython."""
     dest = out / "code.zip"
-    tmp = dest.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    with tempfile.TemporaryDirectory(prefix="sieve-code-") as d:
+        stage = Path(d)
         for arcname, path in code_files(config_path):
-            _write(zf, arcname, path)
-    tmp.replace(dest)
+            (stage / arcname).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, stage / arcname)
+        tag = compile_for_runtime(stage, python=python, version=version, prefix="/var/task") \
+            if python is not None and version is not None else None
+        _zip_dir(stage, dest, pyc_tag=tag)
     return dest
 
 
@@ -254,7 +301,8 @@ def build_layer(name: str, requirements: list[str], out: Path, *, version: str, 
                 base: LayerBuild | None = None, log: list[str] | None = None) -> LayerBuild:
     """One layer: python/<packages> zipped, cached by (requirements, base versions, runtime, platform)."""
     key_src = json.dumps({"requirements": requirements, "base": base.distributions if base else None,
-                          "version": version, "platform": PLATFORM, "format": 2}, sort_keys=True)
+                          "version": version, "platform": PLATFORM, "format": 3,
+                          "python": str(python), "bytecode": name in BYTECODE_LAYERS}, sort_keys=True)  # 3: with the runtime's bytecode
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     cached_dir = cache_dir() / "layers" / f"{name}-{key}"
     cached_zip = cached_dir / "layer.zip"
@@ -275,7 +323,11 @@ def build_layer(name: str, requirements: list[str], out: Path, *, version: str, 
                     _remove_distribution(site, dist)
         shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts: not importable, not needed
         (cached_dir / "distributions.json").write_text(json.dumps(installed_distributions(site), sort_keys=True))
-        _zip_dir(work, cached_zip)
+        # bytecode for the base layer (every function's: the log path's cold start); the FAQ layers are left
+        # as source, their functions already unzip to ~200 of Lambda's 250 MB and bytecode adds ~20%
+        tag = compile_for_runtime(site, python=python, version=version, prefix="/opt/python") \
+            if name in BYTECODE_LAYERS else None
+        _zip_dir(work, cached_zip, pyc_tag=tag)
         shutil.rmtree(work)
         for old in cached_dir.parent.glob(f"{name}-*"):  # earlier builds of this layer: superseded
             if old != cached_dir and old.is_dir():
@@ -340,7 +392,7 @@ def package(out: Path, *, config: str | None = None, llama: bool = False, python
                   key=list(LAYERS).index)
     python = python or find_python(version) or Path(sys.executable)
     out.mkdir(parents=True, exist_ok=True)
-    code = build_code(out, loaded.path)
+    code = build_code(out, loaded.path, python=python, version=version)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     layers: dict[str, LayerBuild] = {}
     base = build_layer("base", list(project["dependencies"]), out, version=version, python=python, log=log)
@@ -366,6 +418,7 @@ def package(out: Path, *, config: str | None = None, llama: bool = False, python
             raise SieveError(f"{lid}: code and layers unzip to {size / 2**20:.0f} MB, over Lambda's 250 MB limit")
     manifest: dict[str, Any] = {
         "runtime": RUNTIME, "platform": PLATFORM, "python_used_for_pip": str(python),
+        "bytecode": _has_pyc(code, pyc_tag(version)),
         "archives": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size, "unzipped_bytes": unzipped_size(p)}
                      for p in [code, *(lb.zip for lb in layers.values())]},
         "layers": {n: {"zip": lb.zip.name, "distributions": lb.distributions, "cached": lb.cached}

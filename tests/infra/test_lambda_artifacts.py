@@ -117,7 +117,26 @@ def test_every_function_of_the_template_has_an_artifact_within_lambdas_limits(bu
         assert f["unzipped_bytes"] < 250 * 2**20
     names = zipfile.ZipFile(built["out"] / "code.zip").namelist()
     assert "pipelines.yaml" in names and "rules/errors-by-path.json" in names
-    assert not any(n.startswith("processors/commands/") or "__pycache__" in n for n in names)
+    assert not any(n.startswith("processors/commands/") for n in names)
+    # bytecode for the runtime only (its CPython is here: pyenv), unchecked-hash, naming /var/task in tracebacks
+    from processors.runtime.package import find_python, pyc_tag
+
+    tag = pyc_tag(RUNTIME[6:])
+    assert built["manifest"]["bytecode"] is (find_python(RUNTIME[6:]) is not None)
+    pyc = [n for n in names if n.endswith(".pyc")]
+    assert all(f"__pycache__/" in n and n.endswith(f".{tag}.pyc") for n in pyc), pyc[:5]
+    if built["manifest"]["bytecode"]:
+        sources = [n for n in names if n.endswith(".py")]
+        want = {f"{n.rsplit('/', 1)[0]}/__pycache__/{n.rsplit('/', 1)[1][:-3]}.{tag}.pyc" for n in sources}
+        assert want == set(pyc)
+        with zipfile.ZipFile(built["out"] / "code.zip") as zf:
+            head = zf.read(f"processors/handlers/__pycache__/logs.{tag}.pyc")[:16]
+        assert int.from_bytes(head[4:8], "little") == 0b01  # hash-based, source never checked (read-only /var/task)
+        layer = zipfile.ZipFile(built["out"] / "layer-base.zip").namelist()
+        assert any(n.startswith("python/pydantic/__pycache__/") and n.endswith(f".{tag}.pyc") for n in layer)
+        for other in ("layer-models.zip", "layer-opensearch.zip"):  # left as source: size (see BYTECODE_LAYERS)
+            if (built["out"] / other).exists():
+                assert not any(n.endswith(".pyc") for n in zipfile.ZipFile(built["out"] / other).namelist())
     # built for Lambda: only manylinux / pure wheels' files, compiled for the runtime's CPython
     base = zipfile.ZipFile(built["out"] / "layer-base.zip").namelist()
     so = [n for n in base if n.endswith(".so")]
