@@ -253,7 +253,11 @@ class Run:
         self.moto.sample()
         if self.moto.alive():
             self.moto.proc.terminate()
-            self.moto.proc.wait(10)
+            try:
+                self.moto.proc.wait(30)
+            except subprocess.TimeoutExpired:  # slow to exit under load: the run's result must not be lost for it
+                self.moto.proc.kill()
+                self.moto.proc.wait(30)
 
     def start_model(self, healthy: bool = False) -> None:
         argv = [sys.executable, "-m", "processors.runtime.faults", "model-server", str(self.model_port),
