@@ -11,6 +11,7 @@ a port are plain frozen dataclasses in processors/core/types.py, never vendor ty
     BudgetLedger  token/call budgets, reserved before a model call
     AuditSink     one record per model call attempt
     WindowStore   the log pipeline's state: cursors, partials, open windows, progress, reports, cooldowns, mutes
+    ShardLister   the open shards of the log pipeline's source stream (the watermark waits for each)
     RejectSink    undecodable records, kept with their reason
     FaqIndex      role indexes of FAQ entries (upsert/delete with external versions)
     Fetcher       one polite, bounded GET for the FAQ crawler
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # core.incidents imports the renderer, which imports these po
 
 __all__ = [
     "Analyser", "AuditSink", "BudgetLedger", "Embedder", "FaqIndex", "Notifier", "RejectSink", "Retriever",
-    "WindowStore", "ModelReply", "Delivery", "WriteResult",
+    "WindowStore", "ShardLister", "ModelReply", "Delivery", "WriteResult",
     "TransientFailure", "ModelCallError", "ModelThrottled", "ModelTimeout", "NotificationFailed",
 ]
 
@@ -154,6 +155,11 @@ class WindowStore(Protocol):
 
     def shard_progress(self) -> dict[str, ShardProgress]: ...
 
+    def register_shards(self, shards: Sequence[str], now: int) -> None:
+        """Record each shard as "nothing flushed yet, first seen `now`" (ShardProgress(None, now)) unless the
+        store already has progress (or such a record) for it: never overwrites; a later flush advances it."""
+        ...
+
     def stored_report(self, rule: str, window_start: int) -> StoredReport | None: ...
 
     def previous_reports(self, rule: str, *, before: int, limit: int) -> list[TopNReport]:
@@ -170,6 +176,13 @@ class WindowStore(Protocol):
 
     def mutes(self, rule: str) -> dict[str, Mute]:
         """Mutes of the rule's incidents by incident id (processors.core.incidents; expired ones too)."""
+        ...
+
+
+class ShardLister(Protocol):
+    def shards(self) -> list[str]:
+        """The ids of the source stream's open shards (closed ones are left to the watermark's idle rule).
+        Raises TransientFailure if they could not be listed."""
         ...
 
 

@@ -165,6 +165,7 @@ def finaliser(loaded: LoadedConfig, *, notifier=None, analyser=None, clock: Call
     from processors.adapters import aws
     from processors.adapters.audit import DynamoDBAuditStore, LogAuditSink
     from processors.adapters.budget_store import DynamoDBBudgetStore
+    from processors.adapters.kinesis_shards import KinesisShardLister
     from processors.core.finalise import Finaliser
 
     logs = logs_pipeline(loaded.config)
@@ -184,7 +185,9 @@ def finaliser(loaded: LoadedConfig, *, notifier=None, analyser=None, clock: Call
         finalise_config(loaded, secret), state_store(loaded),
         analyser=analyser if analyser is not None else ai.analyser.build(),
         budget=DynamoDBBudgetStore(logs.state.table, client=aws.client("dynamodb", region), clock=clock),
-        audit=audit, notifier=notifier if notifier is not None else slack_notifier(loaded, secrets), clock=clock)
+        audit=audit, notifier=notifier if notifier is not None else slack_notifier(loaded, secrets), clock=clock,
+        # the watermark waits for a shard of the source stream that has flushed nothing yet (core/watermark.py)
+        shards=KinesisShardLister(logs.source_stream, region=region))
 
 
 # ------------------------------------------------------------------------------------ what each handler touches
@@ -224,12 +227,25 @@ def _logs_needs(cfg: Config, needs: Needs) -> None:
     needs.add("queues", logs.rejects_queue)          # undecodable records, with the reason
 
 
+@dataclass(frozen=True)
+class StreamShards:
+    """The finaliser lists the source stream's shards (adapters/kinesis_shards.py): kinesis:ListShards on it."""
+
+    stream: str
+
+    def iam(self) -> list[dict]:
+        arn = "arn:${AWS::Partition}:kinesis:${AWS::Region}:${AWS::AccountId}:stream/" + self.stream
+        return [{"Sid": "ListStreamShards", "Effect": "Allow", "Action": "kinesis:ListShards",
+                 "Resource": {"Fn::Sub": arn}}]
+
+
 def _finaliser_needs(cfg: Config, needs: Needs) -> None:
     logs = cfg.pipelines.logs
     if logs is None:
         return
     ai, slack = logs.ai, logs.slack
     needs.add("tables", logs.state.table)            # partials, reports, cooldowns, budgets
+    needs.kinds.append(StreamShards(logs.source_stream))  # ListShards: the watermark waits for unflushed shards
     needs.add("tables", ai.audit_table)
     needs.add("tables", slack.idempotency_table)
     needs.add("queues", slack.failure_queue)

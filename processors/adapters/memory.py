@@ -47,7 +47,7 @@ class MemoryWindowStore:
             self.cursors[shard] = new_cursor
             if max_event_ms is not None:
                 old = self._progress.get(shard)
-                if old is None or old.max_event_ms < max_event_ms:
+                if old is None or old.max_event_ms is None or old.max_event_ms < max_event_ms:
                     self._progress[shard] = ShardProgress(max_event_ms, self._now())
             return True
 
@@ -62,6 +62,11 @@ class MemoryWindowStore:
 
     def shard_progress(self) -> dict[str, ShardProgress]:
         return dict(self._progress)
+
+    def register_shards(self, shards: Sequence[str], now: int) -> None:
+        with self._lock:  # "nothing flushed yet, first seen now", never over real progress
+            for shard in shards:
+                self._progress.setdefault(shard, ShardProgress(None, int(now)))
 
     def stored_report(self, rule: str, window_start: int) -> StoredReport | None:
         doc = self._reports.get((rule, window_start))

@@ -3,7 +3,9 @@
   pk                               sk                                what
   partial#<rule>#<window start>    <shard>#<first seq>#<last seq>    one shard's partial aggregate (zlib blob)
   open#<rule>                      <window start, 12 digits>         a window that has partials not yet finalised
-  progress                         <shard>                           max event time flushed from that shard
+  progress                         <shard>                           max event time flushed from that shard, and when;
+                                                                     or, for a shard listed on the stream that has
+                                                                     flushed nothing yet, only when it was first seen
   report#<rule>                    <window start, 12 digits>         the finalised TopNReport (JSON) and what was done
   selected#<rule>                  <contributor key>                 when a key was last selected, with its value
   cursor                           <shard>                           highest sequence number already counted
@@ -178,6 +180,8 @@ class StateStore:
     # --- progress (watermarks) --------------------------------------------------------------
 
     def advance_progress(self, shard: str, max_event_ms: int) -> None:
+        """Move the shard's progress forward (never back); a "nothing flushed yet" record has no
+        max_event_ms, so the first flush replaces it."""
         try:
             self.table.update_item(
                 Key={"pk": "progress", "sk": shard},
@@ -190,12 +194,25 @@ class StateStore:
                 raise
 
     def progress(self) -> dict[str, int]:
-        return {i["sk"]: int(i["max_event_ms"]) for i in self._query(Key("pk").eq("progress"))}
+        """Shards that have flushed something: their max event time."""
+        return {i["sk"]: int(i["max_event_ms"]) for i in self._query(Key("pk").eq("progress")) if "max_event_ms" in i}
 
     @_transient
     def shard_progress(self) -> dict[str, ShardProgress]:
-        return {i["sk"]: ShardProgress(int(i["max_event_ms"]), int(i["updated_at"]))
+        return {i["sk"]: ShardProgress(int(i["max_event_ms"]) if "max_event_ms" in i else None, int(i["updated_at"]))
                 for i in self._query(Key("pk").eq("progress"))}
+
+    @_transient
+    def register_shards(self, shards: Sequence[str], now: int) -> None:
+        """A "nothing flushed yet" record per shard (updated_at: first seen), written only where the table
+        has no progress item for it: a flush that got there first, or another finaliser's record, stays."""
+        for shard in shards:
+            try:
+                self.table.put_item(Item={"pk": "progress", "sk": shard, "updated_at": int(now)},
+                                    ConditionExpression="attribute_not_exists(pk)")
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
 
     # --- reports ----------------------------------------------------------------------------
 

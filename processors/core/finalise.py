@@ -1,7 +1,9 @@
 """The finalise use case: closed windows -> merged top-N -> selection -> AI boundary -> Slack -> report.
 
 For every (rule, window) that has partials and is closed (the watermark of the active shards is past
-window end + allowed lateness; or `flush`, the end of a stream):
+window end + allowed lateness; or `flush`, the end of a stream). The watermark also waits for every open
+shard of the stream that has flushed nothing yet (ShardLister; core/watermark.py), for at most
+`idle_shard_seconds` after the finaliser first saw it:
 
     partials of all shards -> exact merged top-N (ties by key) -> selection (thresholds, new vs
     known, cooldown) -> explanation of each selected group (core/explain.py: contrast facts from the
@@ -35,9 +37,10 @@ from processors.core.screen import screen_group
 from processors.core.surfaces import ForPeople
 from processors.core.select import SelectionConfig, SelectionHistory, remember, select_groups
 from processors.core.slack_blocks import render
-from processors.core.types import Contributor, Window, WindowReport
-from processors.core.watermark import Watermark
-from processors.ports import Analyser, AuditSink, BudgetLedger, NotificationFailed, Notifier, WindowStore
+from processors.core.types import Contributor, ShardProgress, Window, WindowReport
+from processors.core.watermark import IDLE_SHARD_SECONDS, Watermark, unregistered
+from processors.ports import (Analyser, AuditSink, BudgetLedger, NotificationFailed, Notifier, ShardLister,
+                              TransientFailure, WindowStore)
 
 log = logging.getLogger("sieve.finalise")
 
@@ -55,6 +58,7 @@ class FinaliseConfig:
     selection: SelectionConfig
     boundary: BoundaryConfig
     explain: ExplainConfig = ExplainConfig()
+    idle_shard_seconds: int = IDLE_SHARD_SECONDS  # a shard that has not moved (or flushed nothing) for this long stops holding
 
 
 def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
@@ -78,8 +82,9 @@ def slack_safe(wr: WindowReport, boundary: BoundaryConfig) -> WindowReport:
 
 class Finaliser:
     def __init__(self, config: FinaliseConfig, store: WindowStore, *, analyser: Analyser | None, budget: BudgetLedger,
-                 audit: AuditSink, notifier: Notifier, clock: Callable[[], float]):
+                 audit: AuditSink, notifier: Notifier, clock: Callable[[], float], shards: ShardLister | None = None):
         self.config = config
+        self.shards = shards  # None: the watermark goes by the shards that have flushed (no stream to list)
         self.store = store
         self.analyser = analyser
         self.budget = budget
@@ -90,7 +95,7 @@ class Finaliser:
     def run(self, *, flush: bool = False, time_left_ms: Callable[[], int] | None = None) -> dict:
         """Finalise every closed window, oldest first across rules, while time is left."""
         cfg = self.config
-        wm = Watermark.of(self.store.shard_progress(), self.clock())
+        wm = self.watermark(listed=not flush)
         closed = []
         for rule in cfg.rules:
             for start in sorted(self.store.open_windows(rule)):
@@ -118,7 +123,37 @@ class Finaliser:
         if deferred:
             log.warning("windows left for the next run: not enough time left in this invocation, or an earlier "
                         "window of the same rule is to be posted first", extra={"deferred": deferred})
-        return {"finalised": done, "watermark_ms": wm.event_ms, "deferred": deferred, "retry_later": retry_later}
+        return {"finalised": done, "watermark_ms": wm.event_ms, "waiting_for": list(wm.waiting_for), "deferred": deferred,
+                "retry_later": retry_later}
+
+    def watermark(self, *, listed: bool = True) -> Watermark:
+        """The stream's watermark now. With `listed` (and a ShardLister), every open shard of the stream the state
+        table knows nothing about is first registered as "nothing flushed yet, first seen now", so that it holds
+        the windows open until its first flush, or for idle_shard_seconds, across invocations. A stream that
+        cannot be listed (or a table that will not take the records) leaves the watermark to the shards that
+        have flushed, as it was before, with a warning: that never fails the run."""
+        now = self.clock()
+        progress = self.store.shard_progress()
+        if listed and self.shards is not None:
+            try:
+                shards = self.shards.shards()
+            except Exception as exc:  # noqa: BLE001 - listing is a safeguard; without it the run goes on as before
+                shards = None
+                log.warning("the stream's shards could not be listed: the watermark waits only for shards that "
+                            "have flushed", extra={"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+            missing = unregistered(shards or (), progress)
+            if missing:
+                try:
+                    self.store.register_shards(missing, int(now))
+                    progress = {**progress, **{s: ShardProgress(None, int(now)) for s in missing}}
+                except TransientFailure as exc:
+                    log.warning("shards that have flushed nothing yet could not be registered: the watermark does "
+                                "not wait for them in this run", extra={"shards": missing, "error": str(exc)[:300]})
+        wm = Watermark.of(progress, now, idle_seconds=self.config.idle_shard_seconds)
+        if wm.waiting_for:
+            log.info("windows held open: shards that have flushed nothing yet",
+                     extra={"shards": list(wm.waiting_for), "idle_seconds": self.config.idle_shard_seconds})
+        return wm
 
     def finalise_window(self, rule: str, w: Window) -> dict:
         cfg, store = self.config, self.store

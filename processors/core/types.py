@@ -185,9 +185,11 @@ class Partial:
 
 @dataclass(frozen=True, slots=True)
 class ShardProgress:
-    """How far in event time a shard has flushed, and when (wall clock) it last moved."""
+    """How far in event time a shard has flushed, and when (wall clock) it last moved. A shard the finaliser
+    has seen listed on the stream but that has flushed nothing yet has max_event_ms None and updated_at
+    the time it was first seen (core/watermark.py)."""
 
-    max_event_ms: int
+    max_event_ms: int | None
     updated_at: int
 
 

@@ -1,11 +1,10 @@
 """Found by the fault harness, then fixed: a vendor-prefixed secret key standing alone in a URL path (no
 `api_key=` name before it) reached the model's digest, the audit record and the Slack message (now the
 built-in `vendor-key` redaction kind); and a scheduled function that failed ended `sieve run`, and with it
-the event source mappings (now reported and counted, and the next schedule runs)."""
+the event source mappings (now reported and counted, and the next schedule runs); and the watermark did not
+wait for a shard that had flushed nothing yet (now it does, for at most the idle time)."""
 
 from __future__ import annotations
-
-import pytest
 
 from processors.core.redact import DEFAULT_PATTERNS, Redactor
 from processors.core.surfaces import ForPeople
@@ -61,14 +60,21 @@ def test_sieve_run_survives_a_failed_scheduled_invocation(make_stack, tmp_path):
             proc.communicate(timeout=30)
 
 
-@pytest.mark.xfail(strict=True, reason="open: the watermark does not wait for a shard that has flushed nothing yet "
-                   "(found by the fault harness under load; its late partial is merged as late, unmatched events untallied)")
 def test_a_shard_that_has_not_flushed_yet_holds_the_watermark():
+    """Found by the harness under load: a shard whose runner was throttled or restarting had flushed nothing,
+    the watermark went by the other shard alone, and the window closed before its first partial (merged as
+    late, its unmatched events untallied). The finaliser now registers every listed shard without progress as
+    "nothing flushed yet" (ShardProgress(None, first seen)); it holds every window until it flushes or idles."""
     from processors.core.types import ShardProgress, Window
-    from processors.core.watermark import Watermark
+    from processors.core.watermark import IDLE_SHARD_SECONDS, Watermark
 
     now = 1_000_000.0
     # shard A has flushed up to 10:05; shard B (throttled, or its runner restarting) has flushed nothing yet
-    progress = {"shardId-000000000000": ShardProgress(max_event_ms=1_709_546_700_000, updated_at=now)}
+    progress = {"shardId-000000000000": ShardProgress(max_event_ms=1_709_546_700_000, updated_at=now),
+                "shardId-000000000001": ShardProgress(max_event_ms=None, updated_at=now - 60)}
     w = Watermark.of(progress, now)
     assert not w.closes(Window(1_709_546_340, 1_709_546_400), allowed_lateness=30)
+    assert w.waiting_for == ("shardId-000000000001",)
+    # once it has been known for idle_seconds without a flush it no longer holds (like an idle shard)
+    later = Watermark.of(progress, now + IDLE_SHARD_SECONDS)  # B first seen 360 s ago, A moved 300 s ago
+    assert later.closes(Window(1_709_546_340, 1_709_546_400), allowed_lateness=30)
