@@ -207,6 +207,9 @@ _TIME_CACHE: dict[str, int | None] = {}
 _TIME_CACHE_MAX = 200_000
 #: Event times must fall before this epoch second (year 10000): later ones fit no window a date can name.
 MAX_EVENT_SECONDS = 253_402_300_800
+#: ... and not before the epoch (1970-01-01T00:00:00Z) in any format: a log line dated before 1970 is not
+#: real traffic, and a window with a negative start is odd everywhere downstream (keys, reports).
+MIN_EVENT_SECONDS = 0
 
 
 def parse_clf_time(text: str) -> int | None:
@@ -235,7 +238,7 @@ def _parse_clf_time_uncached(text: str) -> int | None:
     except ValueError:
         return None
     ts = int(dt.timestamp())
-    return ts if ts < MAX_EVENT_SECONDS else None
+    return ts if MIN_EVENT_SECONDS <= ts < MAX_EVENT_SECONDS else None
 
 
 def _unescape(s: str | None) -> str | None:
@@ -373,7 +376,7 @@ def parse_clf(line: str, fields: object = None) -> tuple[int, ClfRecord] | Rejec
             if ts == -1:
                 ts = parse_clf_time(g[3])
             if ts is None:
-                return Rejected("bad_timestamp", f"timestamp [{g[3][:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz")
+                return Rejected("bad_timestamp", f"timestamp [{g[3][:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz in 1970-9999")
             return ts, _new_record(ClfRecord, g)
     return _parse_clf_slow(line)
 
@@ -385,7 +388,7 @@ def _parse_clf_slow(line: str) -> tuple[int, ClfRecord] | Rejected:
     client, ident, user, time_, request, status, size, referer, agent, extra = m.groups()
     ts = parse_clf_time(time_)
     if ts is None:
-        return Rejected("bad_timestamp", f"timestamp [{time_[:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz")
+        return Rejected("bad_timestamp", f"timestamp [{time_[:40]}] is not dd/Mon/yyyy:HH:MM:SS +zzzz in 1970-9999")
     if not (len(status) == 3 and status.isdigit() and status.isascii() and "1" <= status[0] <= "5"):
         return Rejected("bad_status", f"status {status[:20]!r} is not a 3-digit HTTP code")
     if size != "-" and not (size.isdigit() and size.isascii()):
@@ -467,7 +470,7 @@ def _json_time(value) -> float | int | None | Rejected:
     if t is str:
         got = _ISO_CACHE.get(value, -1)
         if got != -1:
-            return got if got is not None else Rejected("bad_timestamp", f"time {value[:40]!r} is not ISO 8601 or CLF")
+            return got if got is not None else Rejected("bad_timestamp", f"time {value[:40]!r} is not ISO 8601 or CLF in 1970-9999")
         parsed: int | float | None
         if value[:1].isdigit() and "/" in value[:7]:
             parsed = parse_clf_time(value)
@@ -479,14 +482,14 @@ def _json_time(value) -> float | int | None | Rejected:
                 parsed = dt.timestamp()
                 if parsed.is_integer():
                     parsed = int(parsed)
-                if parsed >= MAX_EVENT_SECONDS:
+                if not MIN_EVENT_SECONDS <= parsed < MAX_EVENT_SECONDS:
                     parsed = None
             except (ValueError, OverflowError, OSError):
                 parsed = None
         if len(_ISO_CACHE) >= _TIME_CACHE_MAX:
             _ISO_CACHE.clear()
         _ISO_CACHE[value] = parsed
-        return parsed if parsed is not None else Rejected("bad_timestamp", f"time {value[:40]!r} is not ISO 8601 or CLF")
+        return parsed if parsed is not None else Rejected("bad_timestamp", f"time {value[:40]!r} is not ISO 8601 or CLF in 1970-9999")
     return Rejected("bad_timestamp", f"time is a {t.__name__}, expected a string or number")
 
 
@@ -633,6 +636,8 @@ def parse_alb_time(text: str) -> float | int | None:
             sec = int(datetime(y, mo, d, hh, mi, ss, tzinfo=timezone.utc).timestamp())
         except ValueError:
             sec = None
+        if sec is not None and sec < MIN_EVENT_SECONDS:
+            sec = None
         if len(_ALB_SECOND_CACHE) >= _TIME_CACHE_MAX:
             _ALB_SECOND_CACHE.clear()
         _ALB_SECOND_CACHE[whole] = sec
@@ -709,7 +714,7 @@ def parse_alb(line: str) -> tuple[float | int, dict] | Rejected:
 
     ts = parse_alb_time(vals[1])
     if ts is None:
-        return Rejected("bad_timestamp", f"time {vals[1][:40]!r} is not ISO 8601 UTC (yyyy-mm-ddTHH:MM:SS.ffffffZ)")
+        return Rejected("bad_timestamp", f"time {vals[1][:40]!r} is not ISO 8601 UTC (yyyy-mm-ddTHH:MM:SS.ffffffZ) in 1970-9999")
     client = _split_host_port(vals[3])
     if client is None:
         return Rejected("malformed_alb_line", f"client:port {vals[3][:60]!r} is not ip:port")

@@ -48,3 +48,16 @@ def test_regression_inline_rule_with_an_integer_past_64_bits():
     with pytest.raises(ConfigError) as exc:
         load_text(text, base_dir=corpus.ROOT)
     assert any("64-bit" in p for p in exc.value.problems), exc.value.problems
+
+
+@pytest.mark.parametrize("key", ["regi[on", "function-x", "a]b["])
+def test_regression_unknown_key_with_a_bracket_is_a_config_error(key):
+    """Found by the atheris config run: an unknown key holding '[' or starting with 'function-' (what pydantic's
+    own location steps look like) was filtered out of the error's location, and loc[-1] raised IndexError."""
+    with pytest.raises(ConfigError) as err:
+        load_text(f"version: 1\n{key}: us-east-1\n", source="pipelines.yaml", base_dir=corpus.ROOT)
+    assert [p.split(" (did you mean")[0] for p in err.value.problems] == [f"{key}: unknown key"], err.value.problems
+    with pytest.raises(ConfigError) as err:  # and deeper, next to a model's own keys
+        load_text(f"version: 1\nresources:\n  {key}: 1\n", source="pipelines.yaml", base_dir=corpus.ROOT)
+    assert [p.split(" (did you mean")[0] for p in err.value.problems] == [f"resources.{key}: unknown key"], \
+        err.value.problems
