@@ -109,13 +109,17 @@ def _inner_model(annotation: Any) -> Any:
 def _problems(exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors(include_url=False):
-        loc, owner = _walk(tuple(p for p in err["loc"]
-                                 if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))))
+        raw = tuple(err["loc"])
+        # pydantic's own steps (union members, validator wrappers) are left out of the path, but never the
+        # last step of an unknown key: that is the user's key, whatever it holds ("regi[on", "function-x")
+        inner = raw[:-1] if err["type"] == "extra_forbidden" else raw
+        loc, owner = _walk(tuple(p for p in inner if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+                           + (raw[-1:] if inner is not raw else ()))
         where = _fmt_loc(loc) or "(top level)"
         kind = err["type"]
         if kind == "extra_forbidden":
             hint = ""
-            if owner is not None:
+            if owner is not None and loc:
                 close = difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1)
                 if close:
                     hint = f" (did you mean '{close[0]}'?)"

@@ -71,6 +71,12 @@ def window_of(ts: float, period: int) -> Window:
     return Window(start, start + period)
 
 
+def _storable(v):
+    """A value the partial's JSON can hold: integers past 64 bits become the nearest float (they order the
+    same; no real count or byte total comes near), everything else as it is."""
+    return float(v) if type(v) is int and not -(2**63) <= v < 2**64 else v
+
+
 class WindowAggregate:
     """One rule's contributions in one event-time window on one shard (see module docstring)."""
 
@@ -216,7 +222,13 @@ class WindowAggregate:
         }
         if self.explain is not None:
             doc["explain"] = self.explain.to_doc()
-        return zlib.compress(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS), 6)
+        try:
+            raw = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer past 64 bits (a 20-digit byte count, or a Sum that grew past it)
+            doc["sum"] = _storable(doc["sum"])
+            doc["entries"] = [[*e[:-2], _storable(e[-2]), e[-1]] for e in entries]
+            raw = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        return zlib.compress(raw, 6)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> WindowAggregate:

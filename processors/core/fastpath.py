@@ -160,7 +160,7 @@ class FastPath:
                 run.append(raw)
                 continue
             if run:
-                got = self._chunk(b"\n".join(run))
+                got = self._chunk(b"\n".join(run) + b"\n")  # each line ended: an empty last line stays a blank line
                 if got is None:
                     return None
                 _merge(st, got)
@@ -535,6 +535,7 @@ _TAIL_RE = re.compile(r"(?:\.([0-9]{1,6}))?Z\Z")
 _H0, _H0_SECONDS = "2000-01-01T00:00:00", 946684800
 _MAX_FAST_SECONDS = 4_000_000_000  # below this a float holds a microsecond fraction below the next second
 _LEARN_LINES = 256
+_UNNAMEABLE = re.compile(r'["\\\x00-\x1f]')  # what msgspec refuses in a renamed field name
 _BLOCK = 64
 _MAX_BUILDS = 16  # the struct is rebuilt at most this often when lines show new keys or types
 
@@ -629,7 +630,10 @@ class _JsonPath(FastPath):
         loose = {str: str, int: float, float: float, bool: bool, type(None): None, dict: dict[str, scalar],
                  list: list[scalar]}  # fmt: skip
         exact = {str: str, int: Int, float: float, bool: bool, type(None): None}  # read by a rule: as orjson gives it
-        keys = dict.fromkeys([f.time, *special, *sorted(self.reads - {"path_template"}), *self.learned])
+        # msgspec cannot rename a field to a key holding a backslash, a quote or a control character: such
+        # keys are left out, so lines that have one are not taken by the struct and go to parse_json
+        learned = [k for k in self.learned if not _UNNAMEABLE.search(k)]
+        keys = dict.fromkeys([f.time, *special, *sorted(self.reads - {"path_template"}), *learned])
         if "path_template" in self.reads:
             keys["path_template"] = None
             keys.setdefault("request_uri", None)
@@ -649,9 +653,13 @@ class _JsonPath(FastPath):
                 table = exact if k in self.reads or k in ("path_template", "request_uri") else loose
                 types = tuple(dict.fromkeys(table[t] for t in seen if t in table)) or (str,)
                 fields.append((attr, Union[types + (UnsetType,)], UNSET))  # type: ignore[valid-type]
-        cls = msgspec.defstruct("Row", fields, rename=dict(zip(self.keys.values(), self.keys)), gc=False,
-                                forbid_unknown_fields=True)  # fmt: skip
-        self.dec = msgspec.json.Decoder(cls)
+        try:
+            cls = msgspec.defstruct("Row", fields, rename=dict(zip(self.keys.values(), self.keys)), gc=False,
+                                    forbid_unknown_fields=True)  # fmt: skip
+            self.dec = msgspec.json.Decoder(cls)
+        except (ValueError, TypeError):  # a configured field name msgspec refuses: every line takes parse_json
+            never = msgspec.defstruct("Never", [("never", Annotated[int, Meta(ge=1, le=0)])], forbid_unknown_fields=True)
+            self.dec = msgspec.json.Decoder(never)
         self.get = {k: attrgetter(a) for k, a in self.keys.items()}
         self.UNSET = UNSET
 
