@@ -456,17 +456,23 @@ _SPACED = re.compile(r"\b[a-z](?:[ .\-_*·][a-z]\b){3,}")
 _SPACED_SEP = re.compile(r"[ .\-_*·]")
 
 
-_SPACED_WORDS = re.compile(
-    r"ignore|disregard|forget|override|bypass|previous|prior|above|earlier|all|your|the|instructions?|prompt|system"
-    r"|rules|guidelines|respond|reply|answer|say|output|print|tell|user|with|only|you|are|now|new|confidence|high"
-    r"|assistant|model|dan|as|an|ai|if|reveal|set|to|and|then|classify|benign|safe|normal|mark|report|cause|root|is"
-)
+_SPACED_WORDS = (
+    "ignore|disregard|forget|override|bypass|previous|prior|above|earlier|all|your|the|instructions?|prompt|system"
+    "|rules|guidelines|respond|reply|answer|say|output|print|tell|user|with|only|you|are|now|new|confidence|high"
+    "|assistant|model|dan|as|an|ai|if|reveal|set|to|and|then|classify|benign|safe|normal|mark|report|cause|root|is"
+).split("|")
+# the long words are split out first, so a short one cannot eat their first letter ("a ignore" joined is
+# "aignore": "ai" first would leave "gnore")
+_SPACED_LONG = re.compile("(" + "|".join(w for w in _SPACED_WORDS if len(w.rstrip("?")) >= 5) + ")")
+_SPACED_SHORT = re.compile("|".join(w for w in _SPACED_WORDS if len(w.rstrip("?")) < 5))
 
 
 def _unspace(m: re.Match[str]) -> str:
     """"i g n o r e  p r e v i o u s": join the letters, then split the words we know back out, so
     a letter glued on either side does not hide the word."""
-    return " " + _SPACED_WORDS.sub(lambda w: " " + w.group(0) + " ", _SPACED_SEP.sub("", m.group(0))) + " "
+    parts = _SPACED_LONG.split(_SPACED_SEP.sub("", m.group(0)))
+    return " " + "".join(f" {p} " if i % 2 else _SPACED_SHORT.sub(lambda w: " " + w.group(0) + " ", p)
+                         for i, p in enumerate(parts)) + " "
 
 
 def _words(t: str) -> str:
