@@ -180,11 +180,27 @@ def _max_length(schema: Mapping, *path: str) -> int | None:
     return (node or {}).get("maxLength") if isinstance(node, Mapping) else None
 
 
+#: English words a sentence does not end on: text near the limit that ends on one was cut short
+_DANGLING = frozenset("a an and as at by for from in into of on or than that the to with which who whose is are "
+                      "was were be its their his her our your possibly due because".split())
+_NEAR_LIMIT = 12  # characters: a model writing under a grammar's length bound stops this close to it, mid-phrase
+
+
 def tidy_cut(text: str, limit: int | None) -> str:
     """Text the model wrote up to the schema's length limit was cut there by the grammar, mid-word or
-    mid-sentence: end it at the last whole word with an ellipsis, so people see that it was cut."""
-    if limit is None or len(text) < limit:
+    mid-sentence: end it at the last whole word with an ellipsis, so people see that it was cut. Text
+    that stops just short of the limit on a word no sentence ends on ("... and functioning as") was cut
+    short by the model itself, closing the string before the bound: the dangling words go, and the
+    ellipsis says so."""
+    if limit is None:
         return text.strip()
+    if len(text) < limit:
+        words = text.strip().split(" ")
+        if len(text) < limit - _NEAR_LIMIT or len(words) < 4 or words[-1].lower() not in _DANGLING:
+            return text.strip()
+        while len(words) > 2 and words[-1].lower().rstrip(",;:") in _DANGLING:
+            words.pop()
+        return " ".join(words).rstrip(" ,;:-(") + "…"
     head = text[: limit - 1].rstrip()
     space = head.rfind(" ")
     if space >= limit // 2:

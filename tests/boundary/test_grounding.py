@@ -182,6 +182,23 @@ def test_text_cut_at_the_schema_limit_ends_with_an_ellipsis_at_a_word():
     assert short.hypotheses[0].cause == "A zgrab scanner probes the shop"  # under the limit: untouched
 
 
+def test_text_that_stops_just_short_of_the_limit_on_a_dangling_word_was_cut_too():
+    """Seen in the demo: the 1.5B closed a next check two characters before the 70-character bound, mid-phrase."""
+    from processors.core.boundary import tidy_cut
+
+    check = "Verify that the client's zgrab tool is up-to-date and functioning as"
+    assert len(check) == 68
+    assert tidy_cut(check, 70) == "Verify that the client's zgrab tool is up-to-date and functioning…"
+    assert tidy_cut("Ensure the server's network configuration allows for the", 60) == \
+        "Ensure the server's network configuration allows…"
+    assert tidy_cut("Block the scanner's network at the firewall", 70) == "Block the scanner's network at the firewall"
+    assert tidy_cut("Check what the deploy changed and roll it back as", 200) == \
+        "Check what the deploy changed and roll it back as"  # far from the limit: the model's own words
+    schema = load_analysis_schema()
+    a = parse_analysis(answer_of(("A zgrab scanner probes the shop", ("G1.C1",)), checks=(check,)), schema, scan_digest())
+    assert a.next_checks == ("Verify that the client's zgrab tool is up-to-date and functioning…",)
+
+
 def test_a_next_check_in_another_script_is_dropped_for_english_and_kept_for_japanese():
     text = answer_of(("A zgrab scanner probes the shop", ("G1.C1",)),
                      checks=("Check for recent changes in the OrdersWorker application or its依赖.", "Block the scanner"))
