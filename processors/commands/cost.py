@@ -130,7 +130,7 @@ def quick_measure(lines: int = 20_000, batch: int = 500):
 def defaults_from_config(path: str | None) -> dict:
     """Rules, batch size, batching window, memory and tumbling window from pipelines.yaml, if it loads."""
     from processors.config import load
-    from processors.config.loader import resolve_path
+    from processors.config.paths import resolve_path
 
     if not path and not resolve_path(None).exists():
         return {}  # no pipelines.yaml here: the flags' defaults (an invalid one is an error, said as such)

@@ -19,9 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from processors.config.models import Config
+from processors.config.paths import DEFAULT_FILE, resolve_path  # noqa: F401 - resolve_path: part of the loader's API
 from processors.errors import ConfigError
-
-DEFAULT_FILE = "pipelines.yaml"
 
 
 @dataclass(frozen=True)
@@ -283,11 +282,6 @@ def _expand_env(node: Any) -> Any:
 
         return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", sub, node)
     return node
-
-
-def resolve_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The config file to use: the argument, $SIEVE_CONFIG, or ./pipelines.yaml."""
-    return Path(path or os.environ.get("SIEVE_CONFIG") or DEFAULT_FILE)
 
 
 def load(path: str | os.PathLike[str] | None = None) -> LoadedConfig:

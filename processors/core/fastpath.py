@@ -107,6 +107,8 @@ def plan(acc) -> "FastPath | None":
         named = [f.time, f.status, f.bytes, f.latency, f.path]
         if not f.time or any("." in n for n in named if n) or f.path not in ("path", ""):
             return None
+        if any(_UNNAMEABLE.search(n) for n in [*named, *(k for r in acc.rules for k in r.reads)] if n):
+            return None  # a field msgspec cannot be told the name of (learned keys like that go to parse_json)
         return _JsonPath(acc)
     return None
 
@@ -653,13 +655,9 @@ class _JsonPath(FastPath):
                 table = exact if k in self.reads or k in ("path_template", "request_uri") else loose
                 types = tuple(dict.fromkeys(table[t] for t in seen if t in table)) or (str,)
                 fields.append((attr, Union[types + (UnsetType,)], UNSET))  # type: ignore[valid-type]
-        try:
-            cls = msgspec.defstruct("Row", fields, rename=dict(zip(self.keys.values(), self.keys)), gc=False,
-                                    forbid_unknown_fields=True)  # fmt: skip
-            self.dec = msgspec.json.Decoder(cls)
-        except (ValueError, TypeError):  # a configured field name msgspec refuses: every line takes parse_json
-            never = msgspec.defstruct("Never", [("never", Annotated[int, Meta(ge=1, le=0)])], forbid_unknown_fields=True)
-            self.dec = msgspec.json.Decoder(never)
+        cls = msgspec.defstruct("Row", fields, rename=dict(zip(self.keys.values(), self.keys)), gc=False,
+                                forbid_unknown_fields=True)  # fmt: skip
+        self.dec = msgspec.json.Decoder(cls)
         self.get = {k: attrgetter(a) for k, a in self.keys.items()}
         self.UNSET = UNSET
 

@@ -32,7 +32,8 @@ CONFIG_HELP = ("pipelines.yaml whose ai.redact patterns mask secrets in what is 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 _SNAPSHOT_VERSION = 1
 _HERE = Path(__file__).resolve().parents[1]
-_SOURCES = tuple(str(_HERE / p) for p in ("config/models.py", "config/loader.py", "core/redact.py", "runtime/people_view.py"))
+_SOURCES = tuple(str(_HERE / p) for p in ("config/models.py", "config/loader.py", "config/paths.py", "core/redact.py",
+                                                "runtime/people_view.py"))
 
 
 def people_view_of(config: Any) -> ForPeople:
@@ -62,9 +63,10 @@ def people_view(config: str | None = None, *, snapshot: bool = True) -> ForPeopl
     """The redaction for what a command prints: that of pipelines.yaml (`config`, else $SIEVE_CONFIG,
     else ./pipelines.yaml), or the built-in patterns when there is no such file. A config named with
     --config must load; a default one that does not is reported on stderr and the built-ins are used."""
+    from processors.config.paths import resolve_path
     from processors.errors import ConfigError
 
-    path = Path(config or os.environ.get("SIEVE_CONFIG") or "pipelines.yaml")  # = config.loader.resolve_path
+    path = resolve_path(config)
     if config is None and not path.exists():
         return ForPeople()
     key = _snapshot_key(path) if snapshot else None

@@ -255,6 +255,10 @@ def test_json_fields_configured_elsewhere_take_the_reference_path_or_match_it():
     dotted = JsonFields(time="meta.ts")
     ref, fast, path = both([rule], data, json_fields=dotted)
     assert ref == fast and type(path) is fastpath.FastPath
+    quoted = JsonFields(time='t"s', status="code")  # a name msgspec cannot rename a field to: the reference path
+    qdata = data.replace(b'"ts"', b'"t\\"s"')
+    ref, fast, path = both([rule], qdata, json_fields=quoted)
+    assert ref == fast and ref[2] == 10 and type(path) is fastpath.FastPath
 
 
 def test_clf_chunk_regex_is_built_from_the_fast_line_pattern():
